@@ -1,0 +1,82 @@
+"""The contract between benchmarks and models: a request of questions about one context."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Request:
+    """One context and every question asked about it.
+
+    The context is prefilled once; each question is answered from the context alone.
+    `question_ids` (one per question, e.g. benchmark sample ids) seed random maskers and label
+    statistics, so a question draws the same masks whatever order it is asked in.
+    """
+
+    context: str
+    questions: list[str] | str
+    answer_prefix: str = ""
+    question_ids: list[str] | None = None
+
+    def question_list(self) -> list[str]:
+        return [self.questions] if isinstance(self.questions, str) else list(self.questions)
+
+    def ids(self) -> list[str]:
+        """Stable ids of the questions, in order (positional ids when none were given)."""
+        questions = self.question_list()
+        if self.question_ids is None:
+            return [str(i) for i in range(len(questions))]
+        if len(self.question_ids) != len(questions):
+            raise ValueError(
+                f"Request has {len(questions)} questions but {len(self.question_ids)} question_ids"
+            )
+        return list(self.question_ids)
+
+
+@dataclass(frozen=True)
+class RequestResponse:
+    """Answers in the shape of the request: a str for one str question, else a list."""
+
+    responses: list[str] | str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def response_list(self) -> list[str]:
+        return [self.responses] if isinstance(self.responses, str) else list(self.responses)
+
+
+class ModelAdapter(ABC):
+    """What a benchmark needs from a model; the executor swaps sparse configs through it."""
+
+    model_name: str
+
+    @abstractmethod
+    def process_request(
+        self,
+        request: Request,
+        generation_kwargs: Mapping[str, Any],
+        request_kwargs: Mapping[str, Any],
+    ) -> RequestResponse:
+        """Answer every question of `request` from a context prefilled once."""
+
+    def set_sparse_attention_config(self, config: Any) -> None:
+        """Switch the sparse-attention config (None = dense) without reloading weights."""
+        raise NotImplementedError(f"{type(self).__name__} cannot switch sparse-attention configs")
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer; synthetic benchmarks size their samples with it."""
+        raise NotImplementedError(f"{type(self).__name__} exposes no tokenizer")
+
+    def start_statistics(self, path: Any) -> None:  # noqa: B027 - optional hook
+        """Begin a fresh attention-statistics file for a job (no-op for adapters without one)."""
+
+    def statistics_summary(self) -> dict[str, Any]:
+        """Aggregated attention statistics of the current job (density, output error)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model's memory."""

@@ -1,0 +1,264 @@
+"""Benchmark base: rows -> grouped requests -> saved predictions -> scores.
+
+Order of persistence (specs/benchmarks.md §0.4): every prediction is appended to
+`predictions.jsonl` as it finishes, `raw_results.csv` is written before scoring, and a scorer that
+raises costs that task's score, never the predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from sparse_attention_hub.adapters.base import ModelAdapter, Request
+from sparse_attention_hub.benchmark.grouping import RequestGroup, group_requests, limit_groups
+from sparse_attention_hub.benchmark.results_io import (
+    append_predictions,
+    read_predictions,
+    write_json_atomic,
+    write_raw_results,
+)
+from sparse_attention_hub.errors import ConfigError, DatasetLoadError, UnknownNameError
+
+logger = logging.getLogger(__name__)
+
+REQUEST_KWARGS = ("max_requests", "max_context_length")
+
+
+class Benchmark(ABC):
+    """A named set of subsets, a way to load each, and a scorer.
+
+    Subclasses set `benchmark_name`, `all_datasets` and implement `load_subset` and
+    `score_task`; most keep the default `aggregate` (macro mean of task scores, 0-100).
+    """
+
+    benchmark_name: ClassVar[str]
+    all_datasets: ClassVar[list[str]]
+    hub_id: ClassVar[str | None] = None
+
+    def __init__(
+        self, subsets_to_run: Sequence[str] | None = None, data_path: str | Path | None = None
+    ) -> None:
+        subsets = list(subsets_to_run) if subsets_to_run else list(self.all_datasets)
+        unknown = [s for s in subsets if s not in self.all_datasets]
+        if unknown:
+            raise UnknownNameError(
+                f"unknown subset(s) {unknown} of benchmark {self.benchmark_name!r}; "
+                f"available: {', '.join(self.all_datasets)}"
+            )
+        self.subsets_to_run = subsets
+        self.data_path = Path(data_path) if data_path is not None else None
+
+    # ----- what a benchmark defines -------------------------------------------------------
+    @abstractmethod
+    def load_subset(self, subset: str) -> pd.DataFrame:
+        """Rows of one subset in the normalised schema (see `loading.normalise_rows`)."""
+
+    @abstractmethod
+    def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
+        """Per-sample scores of one task: a frame indexed like `rows` with a `score` in [0, 1]."""
+
+    def subset_metrics(self) -> dict[str, str]:
+        """The metric each subset reports (shown by `sah list benchmarks`)."""
+        return {subset: "score" for subset in self.all_datasets}
+
+    def bind_adapter(self, adapter: ModelAdapter) -> None:  # noqa: B027 - optional hook
+        """Called before loading; synthetic benchmarks take the model's tokenizer here."""
+
+    def options(self) -> dict[str, Any]:
+        """Parameters that change the generated rows (recorded in config.json and fingerprints)."""
+        return {"data_path": str(self.data_path) if self.data_path else None}
+
+    # ----- loading -----------------------------------------------------------------------
+    def load_samples(self) -> pd.DataFrame:
+        """All requested subsets; a subset that fails to load is an error naming it."""
+        frames = []
+        for subset in self.subsets_to_run:
+            try:
+                frame = self.load_subset(subset)
+            except DatasetLoadError:
+                raise
+            except Exception as exc:
+                raise DatasetLoadError(
+                    f"{self.benchmark_name}: subset {subset!r} failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if "subset" not in frame.columns:
+                frame = frame.assign(subset=subset)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # ----- running -----------------------------------------------------------------------
+    def run_benchmark(
+        self,
+        adapter: ModelAdapter,
+        result_dir: str | Path,
+        generation_kwargs: Mapping[str, Any] | None = None,
+        request_kwargs: Mapping[str, Any] | None = None,
+        job_info: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Generate the missing predictions, then score everything saved; returns the metrics."""
+        generation_kwargs = dict(generation_kwargs or {})
+        request_kwargs = dict(request_kwargs or {})
+        unknown = sorted(set(request_kwargs) - set(REQUEST_KWARGS))
+        if unknown:
+            raise ConfigError(f"unknown request_kwargs {unknown}; allowed: {', '.join(REQUEST_KWARGS)}")
+        result_path = Path(result_dir)
+        result_path.mkdir(parents=True, exist_ok=True)
+
+        self.bind_adapter(adapter)
+        samples = self.load_samples()
+        groups = group_requests(samples)
+        groups = limit_groups(groups, request_kwargs.get("max_requests"))
+        selected = samples.loc[[i for g in groups for i in g.row_indices]]
+
+        write_json_atomic(
+            result_path / "config.json",
+            self._config_record(adapter, generation_kwargs, request_kwargs, job_info),
+        )
+        predictions_file = result_path / "predictions.jsonl"
+        done = read_predictions(predictions_file)
+        todo = [g for g in groups if any(samples.at[i, "sample_id"] not in done for i in g.row_indices)]
+        logger.info(
+            "%s: %d samples, %d already predicted, %d requests to run",
+            self.benchmark_name, len(selected), len(selected) - sum(
+                1 for g in todo for i in g.row_indices if samples.at[i, "sample_id"] not in done
+            ), len(todo),
+        )
+        adapter.start_statistics(result_path / "attention_stats.jsonl")
+        for group in todo:
+            self._run_group(adapter, samples, group, done, generation_kwargs, request_kwargs, predictions_file)
+
+        results = selected.copy()
+        results["prediction"] = [done[sid]["prediction"] for sid in results["sample_id"]]
+        write_raw_results(result_path / "raw_results.csv", results)
+
+        metrics = self.post_run_evaluate(results)
+        metrics.update(adapter.statistics_summary())
+        counts = samples.groupby("task").size().to_dict()
+        for task, entry in metrics.get("tasks", {}).items():
+            if isinstance(entry, dict) and task in counts:
+                entry.setdefault("n_available", int(counts[task]))
+        write_raw_results(result_path / "raw_results.csv", self.last_scored)
+        write_json_atomic(result_path / "metrics.json", metrics)
+        return metrics
+
+    def _run_group(
+        self,
+        adapter: ModelAdapter,
+        samples: pd.DataFrame,
+        group: RequestGroup,
+        done: dict[str, dict[str, Any]],
+        generation_kwargs: Mapping[str, Any],
+        request_kwargs: Mapping[str, Any],
+        predictions_file: Path,
+    ) -> None:
+        pending = [i for i in group.row_indices if samples.at[i, "sample_id"] not in done]
+        ids = [str(samples.at[i, "sample_id"]) for i in pending]
+        request = Request(
+            context=group.context,
+            questions=[str(samples.at[i, "question"]) for i in pending],
+            answer_prefix=group.answer_prefix,
+            question_ids=ids,
+        )
+        kwargs = dict(generation_kwargs)  # a new dict per group: the caller's stays untouched
+        user_cap = generation_kwargs.get("max_new_tokens")
+        kwargs["max_new_tokens"] = (
+            group.max_new_tokens if user_cap is None else min(int(user_cap), group.max_new_tokens)
+        )
+        response = adapter.process_request(request, kwargs, request_kwargs)
+        answers = response.response_list()
+        if len(answers) != len(ids):
+            raise RuntimeError(f"adapter returned {len(answers)} answers for {len(ids)} questions")
+        records = [{"sample_id": sid, "prediction": answer} for sid, answer in zip(ids, answers)]
+        truncated = response.info.get("truncated_tokens")
+        if truncated is not None:
+            for record in records:
+                record["truncated_tokens"] = truncated
+        append_predictions(predictions_file, records)
+        for record in records:
+            done[record["sample_id"]] = record
+
+    # ----- scoring -----------------------------------------------------------------------
+    def post_run_evaluate(self, results_df: pd.DataFrame) -> dict[str, Any]:
+        """Score saved predictions (a pure function of them); a failing task records its error."""
+        scored_parts = []
+        errors: dict[str, str] = {}
+        for task, rows in results_df.groupby("task", sort=False):
+            try:
+                per_sample = self.score_task(str(task), rows)
+            except Exception as exc:  # one task's scorer must not cost the others their scores
+                logger.exception("scoring task %s failed", task)
+                errors[str(task)] = f"{type(exc).__name__}: {exc}"
+                continue
+            scored_parts.append(rows.assign(**{c: per_sample[c] for c in per_sample.columns}))
+        scored = pd.concat(scored_parts) if scored_parts else results_df.iloc[0:0].assign(score=[])
+        self.last_scored = scored.sort_index()
+        metrics = self.aggregate(self.last_scored)
+        metrics.setdefault("benchmark", self.benchmark_name)
+        metrics.setdefault("scale", "0-100")
+        metrics.setdefault("buckets", {})
+        metrics.setdefault("missing_subsets", [])
+        metrics.setdefault("errors", {}).update(errors)
+        for task, message in errors.items():
+            metrics.setdefault("tasks", {})[task] = {"score": None, "n_scored": 0, "error": message}
+        return metrics
+
+    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
+        """Macro average: task score = 100 x mean per-sample score, overall = mean of tasks."""
+        tasks = {
+            str(task): {"score": mean_percent(rows["score"]), "n_scored": int(rows["score"].notna().sum())}
+            for task, rows in scored.groupby("task", sort=False)
+        }
+        return {"benchmark": self.benchmark_name, "overall": mean_of([t["score"] for t in tasks.values()]), "tasks": tasks}
+
+    def _config_record(
+        self,
+        adapter: ModelAdapter,
+        generation_kwargs: Mapping[str, Any],
+        request_kwargs: Mapping[str, Any],
+        job_info: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        from sparse_attention_hub.versions import package_versions
+
+        record: dict[str, Any] = {
+            "benchmark": self.benchmark_name,
+            "subsets": self.subsets_to_run,
+            "benchmark_options": self.options(),
+            "model": getattr(adapter, "model_name", type(adapter).__name__),
+            "generation_kwargs": dict(generation_kwargs),
+            "request_kwargs": dict(request_kwargs),
+            "versions": package_versions(),
+            "pid": os.getpid(),
+        }
+        describe = getattr(adapter, "describe", None)
+        if callable(describe):
+            record["adapter"] = describe()
+        if job_info:
+            record["job"] = dict(job_info)
+        return record
+
+
+def mean_percent(values: pd.Series | Sequence[float]) -> float | None:
+    """100 x mean of the non-missing values; None when there are none (never divides by zero)."""
+    series = pd.Series(values, dtype="float64").dropna()
+    return None if series.empty else float(series.mean() * 100.0)
+
+
+def mean_of(values: Sequence[float | None]) -> float | None:
+    """Unweighted mean of the values that exist; None when none do."""
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(present) / len(present) if present else None
+
+
+def load_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)

@@ -1,0 +1,88 @@
+"""Durable result files: appended predictions, atomic JSON, round-trippable CSV."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
+    """Finished samples by id. A torn last line (crash mid-write) is cut off so appends stay valid."""
+    if not path.exists():
+        return {}
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        keep = raw.rfind(b"\n") + 1
+        logger.warning("%s ends in a partial line; dropping %d bytes", path, len(raw) - keep)
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+        raw = raw[:keep]
+    done: dict[str, dict[str, Any]] = {}
+    for line in raw.decode("utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        done[str(record["sample_id"])] = record
+    return done
+
+
+def append_predictions(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append one JSON line per finished sample and flush it to disk before returning."""
+    with open(path, "a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def encode_cell(value: Any) -> Any:
+    """Lists and dicts become JSON text so a CSV round-trips them exactly."""
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def write_raw_results(path: Path, frame: pd.DataFrame) -> None:
+    """Every sample with its prediction (and score once scored); list cells JSON-encoded."""
+    encoded = frame.copy()
+    for column in encoded.columns:
+        if encoded[column].dtype == object:
+            encoded[column] = [encode_cell(v) for v in encoded[column]]
+    write_text_atomic(path, encoded.to_csv(index=False))
+
+
+def read_raw_results(path: Path, json_columns: Iterable[str] = ("answers",)) -> pd.DataFrame:
+    """Read `raw_results.csv` back, decoding the JSON-encoded list columns."""
+    frame = pd.read_csv(path, keep_default_na=False, dtype={"sample_id": str, "prediction": str})
+    for column in json_columns:
+        if column in frame.columns:
+            frame[column] = [json.loads(v) if isinstance(v, str) and v else [] for v in frame[column]]
+    return frame

@@ -1,0 +1,20 @@
+"""Versions of the packages that change results, recorded with every job."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+TRACKED = (
+    "sparse-attention-hub", "torch", "transformers", "datasets", "rouge", "rouge-score", "jieba",
+    "fuzzywuzzy", "nltk", "gguf",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in TRACKED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
