@@ -1,0 +1,94 @@
+"""Masked attention math: the self-normalised importance-weighted softmax of methods.md §5.
+
+Shapes: queries (B, H, Q, D); keys/values (B, H_kv, N, D); masks (B, H, Q, N).
+All arithmetic is float32 whatever the model dtype; the output is cast back at the end.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def allowed_entries(
+    attention_mask: torch.Tensor | None, q_len: int, k_len: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Which (i, j) the model allows, and its additive bias (None when there is none).
+
+    `attention_mask` is what transformers hands an attention function: None (plain causal, query
+    row i at absolute position N - Q + i), a bool mask (True = attend) or an additive float mask
+    (0 / very negative). Returned shapes broadcast to (B, H, Q, N).
+    """
+    if attention_mask is None:
+        rows = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+        cols = torch.arange(k_len, device=device)[None, :]
+        return (cols <= rows)[None, None], None
+    mask = attention_mask[..., -k_len:]
+    if mask.dtype == torch.bool:
+        return mask, None
+    bias = mask.float()
+    allowed = bias > torch.finfo(mask.dtype).min / 2
+    return allowed, torch.where(allowed, bias, torch.zeros_like(bias))
+
+
+def attention_logits(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    scaling: float,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """scale * q.k (+ bias) in float32 with GQA (query head h reads KV head h // g): (B, H, Q, N)."""
+    groups = queries.shape[1] // keys.shape[1]
+    k = keys.float().repeat_interleave(groups, dim=1) if groups > 1 else keys.float()
+    logits = torch.matmul(queries.float(), k.transpose(-1, -2)) * scaling
+    return logits if bias is None else logits + bias
+
+
+def weighted_attention(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    allowed: torch.Tensor,
+    scaling: float,
+    mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention output (B, Q, H, D) under `mask` (values p in [0, 1], p > 0 = selected).
+
+    w_ij = exp(s_ij - m_i) / p_ij over selected allowed keys; O_i = sum w v / sum w. A row with no
+    selected allowed key is computed densely. `mask=None` is dense attention. Also returns the
+    per-row dense-fallback flags, (B, H, Q).
+    """
+    logits = attention_logits(queries, keys, scaling, bias)
+    allowed = allowed.expand_as(logits)
+    if mask is None:
+        selected = allowed
+        fallback = torch.zeros(logits.shape[:-1], dtype=torch.bool, device=logits.device)
+        probs = torch.ones_like(logits)
+    else:
+        selected = allowed & (mask > 0)
+        fallback = ~selected.any(dim=-1)
+        selected = torch.where(fallback[..., None], allowed, selected)
+        probs = torch.where(fallback[..., None], torch.ones_like(logits), mask.float().clamp_min(1e-30))
+    masked = logits.masked_fill(~selected, float("-inf"))
+    row_max = masked.amax(dim=-1, keepdim=True)
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    weights = torch.exp(masked - row_max) / probs
+    weights = weights.masked_fill(~selected, 0.0)
+    denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    groups = queries.shape[1] // values.shape[1]
+    v = values.float().repeat_interleave(groups, dim=1) if groups > 1 else values.float()
+    output = torch.matmul(weights / denominator, v)
+    return output.transpose(1, 2).contiguous().to(queries.dtype), fallback
+
+
+def dense_attention(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+) -> torch.Tensor:
+    """Exact softmax attention over the allowed keys, (B, Q, H, D), through the same math."""
+    allowed, bias = allowed_entries(attention_mask, queries.shape[2], keys.shape[2], queries.device)
+    output, _ = weighted_attention(queries, keys, values, allowed, scaling, None, bias)
+    return output
