@@ -43,7 +43,33 @@ _EXPORTS: dict[str, str] = {
     "get_preset": _SPARSE,
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "AdapterConfig",
+    "AdaptiveSamplingConfig",
+    "Benchmark",
+    "BenchmarkConfig",
+    "BenchmarkExecutor",
+    "DoubleSparsityTopKConfig",
+    "ExecutionResults",
+    "HashAttentionTopKConfig",
+    "LocalMaskerConfig",
+    "MagicPigConfig",
+    "ModelAdapter",
+    "ModelAdapterHF",
+    "OracleTopKConfig",
+    "OracleTopPConfig",
+    "QuestTopKConfig",
+    "RandomSamplingConfig",
+    "Request",
+    "RequestResponse",
+    "ResearchAttentionConfig",
+    "SinkMaskerConfig",
+    "SparseAttentionConfig",
+    "__version__",
+    "create_benchmark_instance",
+    "get_preset",
+    "list_benchmarks",
+]
 
 if TYPE_CHECKING:
     from sparse_attention_hub.adapters import ModelAdapter, ModelAdapterHF, Request, RequestResponse

@@ -5,8 +5,16 @@ from __future__ import annotations
 from importlib import metadata
 
 TRACKED = (
-    "sparse-attention-hub", "torch", "transformers", "datasets", "rouge", "rouge-score", "jieba",
-    "fuzzywuzzy", "nltk", "gguf",
+    "sparse-attention-hub",
+    "torch",
+    "transformers",
+    "datasets",
+    "rouge",
+    "rouge-score",
+    "jieba",
+    "fuzzywuzzy",
+    "nltk",
+    "gguf",
 )
 
 
