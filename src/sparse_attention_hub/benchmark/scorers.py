@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+import logging
 import re
 import string
 from collections import Counter
@@ -38,6 +41,89 @@ def token_f1(prediction: Sequence[str], ground_truth: Sequence[str]) -> float:
 
 def qa_f1(prediction: str, ground_truth: str) -> float:
     return token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
+
+
+# ----- Chinese text, ROUGE-L, fuzzy ratio (LongBench; specs/benchmarks.md §0.7) -----------------
+_ZH_PUNCTUATION = set(
+    string.punctuation
+    + "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏."
+)
+FUZZ_BACKEND = "difflib"
+"""The SequenceMatcher behind `fuzz_ratio` (recorded in config.json; see `scorer_backends`)."""
+
+
+def normalize_zh_answer(text: str) -> str:
+    """Lower-case, drop ASCII and CJK punctuation, delete all whitespace (LongBench Chinese)."""
+    text = "".join(ch for ch in text.lower() if ch not in _ZH_PUNCTUATION)
+    return "".join(text.split())
+
+
+@functools.cache
+def _jieba() -> Any:
+    """jieba, imported on first use with its start-up chatter sent to our log level."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def jieba_tokens(text: str) -> list[str]:
+    """Words of `text` by jieba's default (precise, `cut_all=False`) mode."""
+    return list(_jieba().cut(text, cut_all=False))
+
+
+def qa_f1_zh(prediction: str, ground_truth: str) -> float:
+    """Token F1 over jieba words, each normalised with `normalize_zh_answer`, empties dropped."""
+    pred = [t for t in (normalize_zh_answer(w) for w in jieba_tokens(prediction)) if t]
+    gold = [t for t in (normalize_zh_answer(w) for w in jieba_tokens(ground_truth)) if t]
+    return token_f1(pred, gold)
+
+
+def rouge_l(prediction: str, ground_truth: str) -> float:
+    """ROUGE-L F of the `rouge` 1.0.1 package; any error it raises (empty text, deep LCS) -> 0.
+
+    The package is called as is (not re-implemented) so its sentence splitting on ".", set-based
+    counts and exceptions define the number, as in the official LongBench / LooGLE scorers.
+    """
+    from rouge import Rouge
+
+    try:
+        scores = Rouge().get_scores([prediction], [ground_truth], avg=True)
+    except Exception:  # the reference scorers count every failure of the package as 0
+        return 0.0
+    return float(scores["rouge-l"]["f"])
+
+
+def rouge_l_zh(prediction: str, ground_truth: str) -> float:
+    """`rouge_l` on jieba words joined by spaces (LongBench `rouge_zh_score`)."""
+    return rouge_l(" ".join(jieba_tokens(prediction)), " ".join(jieba_tokens(ground_truth)))
+
+
+def fuzz_ratio(a: str, b: str) -> int:
+    """`fuzzywuzzy.fuzz.ratio` with the difflib backend, whatever else is installed.
+
+    fuzzywuzzy silently switches to python-Levenshtein's matcher when it is importable, which
+    gives different ratios; the official LongBench environment has difflib, so it is fixed here.
+    Keeps fuzzywuzzy's rules: 100 if equal, 0 if either is empty, else round(100 x ratio).
+    """
+    from fuzzywuzzy import utils
+
+    @utils.check_for_none
+    @utils.check_for_equivalence
+    @utils.check_empty_string
+    def ratio(s1: str, s2: str) -> int:
+        s1, s2 = utils.make_type_consistent(s1, s2)
+        return int(utils.intr(100 * difflib.SequenceMatcher(None, s1, s2).ratio()))
+
+    return int(ratio(a, b))
+
+
+def scorer_backends() -> dict[str, str]:
+    """Which implementation each package-backed primitive uses (for config.json)."""
+    return {
+        "fuzz_ratio": f"fuzzywuzzy.utils + {FUZZ_BACKEND}.SequenceMatcher",
+        "rouge_l": "rouge.Rouge",
+    }
 
 
 def ruler_postprocess(prediction: str) -> str:
