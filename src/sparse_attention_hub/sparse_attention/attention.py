@@ -51,34 +51,44 @@ def weighted_attention(
     scaling: float,
     mask: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
+    *,
+    logits: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention output (B, Q, H, D) under `mask` (values p in [0, 1], p > 0 = selected).
 
     w_ij = exp(s_ij - m_i) / p_ij over selected allowed keys; O_i = sum w v / sum w. A row with no
-    selected allowed key is computed densely. `mask=None` is dense attention. Also returns the
-    per-row dense-fallback flags, (B, H, Q).
+    selected allowed key (but some allowed key) is computed densely. `mask=None` is dense
+    attention. `logits` (B, H, Q, N) may be passed when the caller already has scale * q.k + bias.
+    The output has `out_dtype` (default: the queries' dtype). Also returns the per-row
+    dense-fallback flags, (B, H, Q).
     """
-    logits = attention_logits(queries, keys, scaling, bias)
+    if logits is None:
+        logits = attention_logits(queries, keys, scaling, bias)
     allowed = allowed.expand_as(logits)
     if mask is None:
         selected = allowed
         fallback = torch.zeros(logits.shape[:-1], dtype=torch.bool, device=logits.device)
-        probs = torch.ones_like(logits)
+        probs = None
     else:
         selected = allowed & (mask > 0)
-        fallback = ~selected.any(dim=-1)
+        fallback = ~selected.any(dim=-1) & allowed.any(dim=-1)
         selected = torch.where(fallback[..., None], allowed, selected)
-        probs = torch.where(fallback[..., None], torch.ones_like(logits), mask.float().clamp_min(1e-30))
+        probs = torch.where(
+            fallback[..., None], torch.ones_like(logits), mask.float().clamp_min(1e-30)
+        )
     masked = logits.masked_fill(~selected, float("-inf"))
     row_max = masked.amax(dim=-1, keepdim=True)
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    weights = torch.exp(masked - row_max) / probs
-    weights = weights.masked_fill(~selected, 0.0)
+    weights = torch.exp(masked - row_max)
+    if probs is not None:
+        weights = (weights / probs).masked_fill_(~selected, 0.0)
     denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     groups = queries.shape[1] // values.shape[1]
     v = values.float().repeat_interleave(groups, dim=1) if groups > 1 else values.float()
     output = torch.matmul(weights / denominator, v)
-    return output.transpose(1, 2).contiguous().to(queries.dtype), fallback
+    dtype = queries.dtype if out_dtype is None else out_dtype
+    return output.transpose(1, 2).contiguous().to(dtype), fallback
 
 
 def dense_attention(

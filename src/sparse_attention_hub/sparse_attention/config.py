@@ -1,0 +1,171 @@
+"""Sparse-attention configs: the validated, serialisable description of a method (§2).
+
+`None` in place of a config means dense attention everywhere. `ResearchAttentionConfig` is an
+ordered list of masker configs (a pydantic union discriminated by `type`), so
+`ResearchAttentionConfig.model_validate({"masker_configs": [{"type": "sink", "sink_size": 4}]})`
+builds one from plain data.
+
+Serialisation: `config_to_dict` / `config_from_dict` (plain JSON-able dicts; `None` and the string
+`"dense"` mean dense, any other string is a preset name) and `config_to_yaml` / `config_from_yaml`
+(the same dict through `yaml.safe_dump` / `yaml.safe_load`). `fingerprint()` is the SHA-256 of the
+canonical JSON plus the SHA-256 of every file a masker references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.sparse_attention.budget import NonNegativeInt
+from sparse_attention_hub.sparse_attention.maskers import (
+    AdaptiveSamplingConfig,
+    DoubleSparsityTopKConfig,
+    HashAttentionTopKConfig,
+    LocalMaskerConfig,
+    MagicPigConfig,
+    OracleTopKConfig,
+    OracleTopPConfig,
+    QuestTopKConfig,
+    RandomSamplingConfig,
+    SinkMaskerConfig,
+)
+
+AnyMaskerConfig = Annotated[
+    SinkMaskerConfig
+    | LocalMaskerConfig
+    | OracleTopKConfig
+    | OracleTopPConfig
+    | QuestTopKConfig
+    | HashAttentionTopKConfig
+    | DoubleSparsityTopKConfig
+    | RandomSamplingConfig
+    | AdaptiveSamplingConfig
+    | MagicPigConfig,
+    Field(discriminator="type"),
+]
+"""Every masker config, keyed by its `type` literal (also the `MASKERS` registry key)."""
+
+
+class SparseAttentionConfig(BaseModel):
+    """Abstract base of sparse-attention configs; `None` in its place means dense attention."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def default_name(self) -> str:
+        raise NotImplementedError
+
+
+class ResearchAttentionConfig(SparseAttentionConfig):
+    """Maskers applied in list order (union), layers computed densely, and the base seed.
+
+    At most one sampling masker, and it must be the last. An empty list means dense, through the
+    sparse pipeline (density 1 is logged).
+    """
+
+    masker_configs: tuple[AnyMaskerConfig, ...] = ()
+    dense_layers: tuple[NonNegativeInt, ...] = ()
+    seed: NonNegativeInt = 0
+
+    def __init__(self, masker_configs: Any = (), **data: Any) -> None:
+        super().__init__(**{"masker_configs": masker_configs, **data})
+
+    @field_validator("masker_configs")
+    @classmethod
+    def _sampling_last(cls, maskers: tuple[Any, ...]) -> tuple[Any, ...]:
+        sampling = [i for i, masker in enumerate(maskers) if masker.kind == "sampling"]
+        if len(sampling) > 1:
+            names = [maskers[i].type for i in sampling]
+            raise ValueError(f"at most one sampling masker is allowed, got {names}")
+        if sampling and sampling[0] != len(maskers) - 1:
+            raise ValueError(
+                f"the sampling masker {maskers[sampling[0]].type!r} must be the last masker, "
+                f"it is at position {sampling[0]} of {len(maskers)}"
+            )
+        return maskers
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON, with the SHA-256 of every referenced file."""
+        payload: dict[str, Any] = {"config": config_to_dict(self)}
+        files = [path for masker in self.masker_configs for path in masker.referenced_files()]
+        if files:
+            payload["files"] = {path: file_sha256(path) for path in files}
+        return _sha256_json(payload)
+
+    def default_name(self) -> str:
+        """Short readable name such as `sink4_local64_topk0.1` (not unique: see fingerprint)."""
+        parts = [masker.short_name() for masker in self.masker_configs] or ["full"]
+        if self.dense_layers:
+            parts.append("dense" + "-".join(str(layer) for layer in self.dense_layers))
+        if self.seed:
+            parts.append(f"seed{self.seed}")
+        return "_".join(parts)
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes; a missing file is a ConfigError naming it."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"referenced file {path!r} does not exist")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_json(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_fingerprint(config: ResearchAttentionConfig | None) -> str:
+    """Fingerprint of a config, or of dense attention for `None`."""
+    return _sha256_json({"config": None}) if config is None else config.fingerprint()
+
+
+def config_name(config: ResearchAttentionConfig | None) -> str:
+    """`dense` for `None`, else the config's default name."""
+    return "dense" if config is None else config.default_name()
+
+
+def config_to_dict(config: ResearchAttentionConfig | None) -> dict[str, Any] | None:
+    """Plain JSON-able dict (lists, not tuples); `None` for dense."""
+    if config is None:
+        return None
+    return config.model_dump(mode="json")
+
+
+def config_from_dict(data: Mapping[str, Any] | str | None) -> ResearchAttentionConfig | None:
+    """Build a config from plain data: `None` / `"dense"` -> None, other str -> preset by name."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        from sparse_attention_hub.sparse_attention.presets import get_preset
+
+        return get_preset(data)
+    if isinstance(data, ResearchAttentionConfig):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"a sparse attention config must be a mapping, a preset name or null, got {data!r}"
+        )
+    return ResearchAttentionConfig.model_validate(dict(data))
+
+
+def config_to_yaml(config: ResearchAttentionConfig | None) -> str:
+    """YAML text of `config_to_dict` (`null` for dense)."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+
+
+def config_from_yaml(text: str) -> ResearchAttentionConfig | None:
+    """Inverse of `config_to_yaml` (also accepts a preset name or `dense`)."""
+    return config_from_dict(yaml.safe_load(text))

@@ -1,0 +1,88 @@
+"""`adaptive_sampling`: a per-row sampling budget with an (epsilon, delta) guarantee (§6.9).
+
+*Paper*: vAttention, Desai et al., 2025 — heavy hitters plus uniform sampling of the residual,
+budget from the CLT on the softmax denominator.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+from typing import ClassVar, Literal
+
+import torch
+
+from sparse_attention_hub.sparse_attention.budget import (
+    BaseRate,
+    Offset,
+    UnitFloat,
+    effective_size,
+)
+from sparse_attention_hub.sparse_attention.mask import candidates, sample_select, union
+from sparse_attention_hub.sparse_attention.maskers.base import (
+    MASKERS,
+    MaskerConfig,
+    MaskInputs,
+    format_budget,
+)
+
+
+@MASKERS.register("adaptive_sampling")
+class AdaptiveSamplingConfig(MaskerConfig):
+    """Base sample -> sigma and denominator estimate -> budget -> fresh uniform draw of `budget`.
+
+    Budget = ceil((z * sigma * n / (epsilon * D_hat))^2) clamped to [b, n], z = Phi^-1(1 - delta);
+    every drawn key gets value budget / n. Logs `adaptive_budget_mean` per call.
+    """
+
+    kind: ClassVar[Literal["fixed", "sampling"]] = "sampling"
+    type: Literal["adaptive_sampling"] = "adaptive_sampling"
+    base_rate_sampling: BaseRate
+    epsilon: UnitFloat
+    delta: UnitFloat
+    init_offset: Offset = 0
+    local_offset: Offset = 0
+
+    def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
+        if self.base_rate_sampling == 0:
+            return previous.clone()
+        n_keys = inputs.n_keys
+        start = effective_size(self.init_offset, n_keys)
+        end = n_keys - effective_size(self.local_offset, n_keys)
+        columns = torch.arange(n_keys, device=previous.device)
+        residual = candidates(inputs.allowed, previous) & (columns >= start) & (columns < end)
+        n = residual.sum(dim=-1)  # (B, H, Q)
+        if not bool((n > 0).any()):
+            return previous.clone()
+        logits = inputs.logits
+        row_max = logits.amax(dim=-1, keepdim=True)
+        row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+        weights = torch.exp(logits - row_max)  # 0 on disallowed entries
+        static = (weights * ((previous > 0) & inputs.allowed)).sum(dim=-1)
+
+        if isinstance(self.base_rate_sampling, int):
+            base = torch.full_like(n, self.base_rate_sampling)
+        else:
+            base = torch.floor(self.base_rate_sampling * n.double() + 1e-9).long()
+        base = torch.minimum(torch.maximum(base, n.clamp(max=2)), n)
+        generator = inputs.generator()
+        base_sample = sample_select(residual, base, generator)
+        sampled = weights * base_sample
+        count = base.double().clamp_min(1)
+        mean = sampled.double().sum(dim=-1) / count
+        square_dev = ((weights.double() - mean.unsqueeze(-1)) ** 2 * base_sample).sum(dim=-1)
+        sigma = torch.where(base >= 2, (square_dev / (count - 1).clamp_min(1)).sqrt(), 0.0)
+        estimate = static.double() + n.double() * mean
+        z = NormalDist().inv_cdf(1.0 - self.delta)
+        ratio = z * sigma * n.double() / (self.epsilon * estimate.clamp_min(1e-300))
+        budget = torch.ceil(ratio**2).clamp(max=float(n_keys)).long()
+        budget = torch.minimum(torch.maximum(budget, base), n)
+
+        chosen = sample_select(residual, budget, generator)
+        probability = budget.float() / n.clamp_min(1).float()
+        active = n > 0
+        inputs.metrics["adaptive_budget_mean"] = float(budget[active].float().mean())
+        return union(previous, chosen * probability.unsqueeze(-1))
+
+    def short_name(self) -> str:
+        rate = format_budget(self.base_rate_sampling)
+        return f"adaptive{rate}_e{self.epsilon:g}_d{self.delta:g}"

@@ -1,0 +1,145 @@
+"""`hashattention`: top-k by learned bit signatures (§6.6).
+
+*Paper*: HashAttention, Desai et al., ICML 2025 — per-head MLPs map queries and keys to 32-bit
+signatures; keys are ranked by Hamming distance to the query's signature.
+
+Weights file (safetensors): `layers.{l}.query.{j}.weight` `(heads, d_in, d_out)`,
+`layers.{l}.query.{j}.bias` `(heads, d_out)`, and the same under `key`, for j < hat_mlp_layers.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+import torch
+from pydantic import field_validator
+
+from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.sparse_attention.budget import Budget, PositiveInt, effective_size
+from sparse_attention_hub.sparse_attention.mask import candidates, topk_select, union
+from sparse_attention_hub.sparse_attention.maskers.base import (
+    MASKERS,
+    MaskerConfig,
+    MaskInputs,
+    format_budget,
+)
+
+Mlp = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+_ACTIVATIONS = {
+    "relu": torch.relu,
+    "silu": torch.nn.functional.silu,
+    "gelu": torch.nn.functional.gelu,
+    "tanh": torch.tanh,
+}
+
+
+@lru_cache(maxsize=4)
+def _load_file(path: str, mtime_ns: int) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    del mtime_ns  # part of the cache key only: an edited file is read again
+    return load_file(path, device="cpu")
+
+
+def load_weights(path: str) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file (CPU), read once per file version."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"hat_weight_file {path!r} does not exist")
+    return _load_file(os.path.abspath(path), os.stat(path).st_mtime_ns)
+
+
+def apply_mlp(x: torch.Tensor, mlp: Mlp, activation: str) -> torch.Tensor:
+    """Per-head MLP: `(batch, heads, n, d_in)` -> `(batch, heads, n, d_out)`; no act after the last."""
+    for index, (weight, bias) in enumerate(mlp):
+        x = torch.einsum("bhnd,hde->bhne", x, weight) + bias[None, :, None, :]
+        if index < len(mlp) - 1:
+            x = _ACTIVATIONS[activation](x)
+    return x
+
+
+def signature(x: torch.Tensor) -> torch.Tensor:
+    """Signs in {-1, +1} as float32 (sign(0) = +1)."""
+    return torch.where(x >= 0, 1.0, -1.0)
+
+
+@MASKERS.register("hashattention")
+class HashAttentionTopKConfig(MaskerConfig):
+    """Top k = effective `heavy_size` candidates by signature agreement hat_bits - 2 * Hamming."""
+
+    type: Literal["hashattention"] = "hashattention"
+    heavy_size: Budget
+    hat_weight_file: str
+    hat_mlp_layers: PositiveInt
+    hat_mlp_hidden_size: PositiveInt
+    hat_bits: PositiveInt = 32
+    hat_mlp_activation: Literal["relu", "silu", "gelu", "tanh"] = "silu"
+
+    @field_validator("hat_weight_file")
+    @classmethod
+    def _safetensors_only(cls, value: str) -> str:
+        if not value.endswith(".safetensors"):
+            raise ValueError(f"hat_weight_file must be a .safetensors file, got {value!r}")
+        return value
+
+    def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
+        k = effective_size(self.heavy_size, inputs.n_keys)
+        if k == 0:
+            return previous.clone()
+        heads, dim = inputs.queries.shape[1], inputs.queries.shape[-1]
+        query_mlp, key_mlp = self.layer_weights(inputs.layer_idx, dim, heads, inputs.keys.device)
+
+        def key_signatures(start: int, stop: int) -> torch.Tensor:
+            keys = inputs.per_query_head(inputs.keys[:, :, start:stop])
+            return signature(apply_mlp(keys, key_mlp, self.hat_mlp_activation))
+
+        name = f"hat_keys_{self.hat_bits}"
+        keys_sig = inputs.state.prefix(inputs.layer_idx, name, inputs.n_keys, key_signatures)
+        query_sig = signature(apply_mlp(inputs.queries, query_mlp, self.hat_mlp_activation))
+        scores = query_sig @ keys_sig.transpose(-1, -2)
+        eligible = candidates(inputs.allowed, previous)
+        return union(previous, topk_select(scores, eligible, k))
+
+    def layer_weights(
+        self, layer_idx: int, dim: int, heads: int, device: torch.device
+    ) -> tuple[Mlp, Mlp]:
+        """Validated (query MLP, key MLP) of one layer on `device` (moved once, then cached)."""
+        return _layer_weights(self, layer_idx, dim, heads, str(device))
+
+    def referenced_files(self) -> list[str]:
+        return [self.hat_weight_file]
+
+    def short_name(self) -> str:
+        return f"hat{format_budget(self.heavy_size)}b{self.hat_bits}"
+
+
+@lru_cache(maxsize=256)
+def _layer_weights(
+    config: HashAttentionTopKConfig, layer_idx: int, dim: int, heads: int, device: str
+) -> tuple[Mlp, Mlp]:
+    tensors = load_weights(config.hat_weight_file)
+    mlps = []
+    for role in ("query", "key"):
+        layers = []
+        for j in range(config.hat_mlp_layers):
+            d_in = dim if j == 0 else config.hat_mlp_hidden_size
+            last = j == config.hat_mlp_layers - 1
+            d_out = config.hat_bits if last else config.hat_mlp_hidden_size
+            pair = []
+            for part, shape in (("weight", (heads, d_in, d_out)), ("bias", (heads, d_out))):
+                name = f"layers.{layer_idx}.{role}.{j}.{part}"
+                if name not in tensors:
+                    raise ConfigError(f"{config.hat_weight_file}: tensor {name!r} is missing")
+                if tuple(tensors[name].shape) != shape:
+                    raise ConfigError(
+                        f"{config.hat_weight_file}: tensor {name!r} has shape "
+                        f"{tuple(tensors[name].shape)}, expected {shape} (heads={heads}, "
+                        f"head_dim={dim}, hat_bits={config.hat_bits}, "
+                        f"hat_mlp_hidden_size={config.hat_mlp_hidden_size})"
+                    )
+                pair.append(tensors[name].to(device=device, dtype=torch.float32))
+            layers.append((pair[0], pair[1]))
+        mlps.append(tuple(layers))
+    return mlps[0], mlps[1]

@@ -1,0 +1,38 @@
+"""`local`: a sliding window of recent keys (*paper*: StreamingLLM, Xiao et al., ICLR 2024, §6.2)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from sparse_attention_hub.sparse_attention.budget import Budget, effective_size
+from sparse_attention_hub.sparse_attention.mask import query_positions, union
+from sparse_attention_hub.sparse_attention.maskers.base import (
+    MASKERS,
+    MaskerConfig,
+    MaskInputs,
+    format_budget,
+)
+
+
+@MASKERS.register("local")
+class LocalMaskerConfig(MaskerConfig):
+    """Row i gets keys [t_i - w + 1, t_i]: the w most recent positions including its own.
+
+    Causality stays the model's job (`allowed`); the window only adds entries.
+    """
+
+    type: Literal["local"] = "local"
+    window_size: Budget
+
+    def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
+        width = effective_size(self.window_size, inputs.n_keys)
+        device = previous.device
+        rows = query_positions(inputs.n_queries, inputs.n_keys, device)[:, None]
+        columns = torch.arange(inputs.n_keys, device=device)[None, :]
+        window = (columns <= rows) & (columns > rows - width)
+        return union(previous, inputs.allowed & window)
+
+    def short_name(self) -> str:
+        return f"local{format_budget(self.window_size)}"

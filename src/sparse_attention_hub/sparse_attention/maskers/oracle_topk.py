@@ -1,0 +1,35 @@
+"""`oracle_topk`: the exact top-k keys by q . k among the candidates (§6.3).
+
+Uses the true keys, so it upper-bounds approximate top-k methods (Quest, HashAttention, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from sparse_attention_hub.sparse_attention.budget import Budget, effective_size
+from sparse_attention_hub.sparse_attention.mask import candidates, topk_select, union
+from sparse_attention_hub.sparse_attention.maskers.base import (
+    MASKERS,
+    MaskerConfig,
+    MaskInputs,
+    format_budget,
+)
+
+
+@MASKERS.register("oracle_topk")
+class OracleTopKConfig(MaskerConfig):
+    """Adds the k = effective `heavy_size` highest q . k candidates of every row."""
+
+    type: Literal["oracle_topk"] = "oracle_topk"
+    heavy_size: Budget
+
+    def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
+        k = effective_size(self.heavy_size, inputs.n_keys)
+        eligible = candidates(inputs.allowed, previous)
+        return union(previous, topk_select(inputs.scores, eligible, k))
+
+    def short_name(self) -> str:
+        return f"topk{format_budget(self.heavy_size)}"

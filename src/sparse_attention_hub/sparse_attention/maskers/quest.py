@@ -1,0 +1,87 @@
+"""`quest`: query-aware page selection by min/max key bounds (§6.5).
+
+*Paper*: Quest, Tang et al., ICML 2024 — page size 16, the first two layers dense.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from sparse_attention_hub.sparse_attention.budget import Bits, Budget, PositiveInt, effective_size
+from sparse_attention_hub.sparse_attention.mask import topk_select, union
+from sparse_attention_hub.sparse_attention.maskers.base import (
+    MASKERS,
+    MaskerConfig,
+    MaskInputs,
+    format_budget,
+)
+from sparse_attention_hub.sparse_attention.quantize import pseudo_quantize
+
+
+def page_bounds(keys: torch.Tensor, page_size: int, label_bits: int) -> torch.Tensor:
+    """Per-page channel min and max of `keys` `(batch, kv_heads, n, dim)`.
+
+    Returns `(batch, kv_heads, ceil(n / page_size), 2 * dim)`: mins then maxs, pseudo-quantised
+    along the channels when `label_bits` < 16. The last page may be partial.
+    """
+    batch, heads, n_keys, dim = keys.shape
+    n_pages = math.ceil(n_keys / page_size)
+    pad = n_pages * page_size - n_keys
+    pages = F.pad(keys, (0, 0, 0, pad), value=float("nan"))
+    pages = pages.view(batch, heads, n_pages, page_size, dim)
+    low = torch.where(pages.isnan(), float("inf"), pages).amin(dim=3)
+    high = torch.where(pages.isnan(), float("-inf"), pages).amax(dim=3)
+    low, high = pseudo_quantize(low, label_bits), pseudo_quantize(high, label_bits)
+    return torch.cat([low, high], dim=-1)
+
+
+@MASKERS.register("quest")
+class QuestTopKConfig(MaskerConfig):
+    """Selects the ceil(K / page_size) pages with the highest upper bound of q . k."""
+
+    type: Literal["quest"] = "quest"
+    heavy_size: Budget
+    page_size: PositiveInt = 16
+    label_bits: Bits = 16
+
+    def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
+        n_keys, size = inputs.n_keys, self.page_size
+        n_pages = math.ceil(n_keys / size)
+        k_pages = math.ceil(effective_size(self.heavy_size, n_keys) / size)
+        if k_pages == 0 or n_keys == 0:
+            return previous.clone()
+        bounds = self.bounds(inputs)
+        dim = inputs.queries.shape[-1]
+        low = inputs.per_query_head(bounds[..., :dim])  # (B, H, pages, D)
+        high = inputs.per_query_head(bounds[..., dim:])
+        q = inputs.queries.unsqueeze(-2)  # (B, H, Q, 1, D)
+        scores = torch.maximum(q * low.unsqueeze(2), q * high.unsqueeze(2)).sum(dim=-1)
+        pad = n_pages * size - n_keys
+        allowed = F.pad(inputs.allowed, (0, pad), value=False)
+        page_allowed = allowed.view(*allowed.shape[:-1], n_pages, size).any(dim=-1)
+        chosen = topk_select(scores, page_allowed, k_pages)
+        keys_chosen = chosen.repeat_interleave(size, dim=-1)[..., :n_keys]
+        return union(previous, keys_chosen & inputs.allowed)
+
+    def bounds(self, inputs: MaskInputs) -> torch.Tensor:
+        """Page bounds of every page: complete pages cached in the state, the last one fresh."""
+        size, n_keys = self.page_size, inputs.n_keys
+        complete = n_keys // size
+
+        def compute(start: int, stop: int) -> torch.Tensor:
+            keys = inputs.keys[:, :, start * size : stop * size]
+            return page_bounds(keys, size, self.label_bits)
+
+        cache_name = f"quest_pages_{size}_{self.label_bits}"
+        cached = inputs.state.prefix(inputs.layer_idx, cache_name, complete, compute, size)
+        if complete * size == n_keys:
+            return cached
+        tail = page_bounds(inputs.keys[:, :, complete * size :], size, self.label_bits)
+        return torch.cat([cached, tail], dim=-2)
+
+    def short_name(self) -> str:
+        return f"quest{format_budget(self.heavy_size)}p{self.page_size}"

@@ -1,0 +1,40 @@
+"""`random_sampling`: uniform sampling of the residual keys without replacement (§6.8)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+
+from sparse_attention_hub.sparse_attention.budget import Fraction
+from sparse_attention_hub.sparse_attention.mask import candidates, sample_select, union
+from sparse_attention_hub.sparse_attention.maskers.base import (
+    MASKERS,
+    MaskerConfig,
+    MaskInputs,
+    format_budget,
+)
+
+
+@MASKERS.register("random_sampling")
+class RandomSamplingConfig(MaskerConfig):
+    """Row i draws r_i = min(|R_i|, floor(rate * N)) candidates; each gets value r_i / |R_i|."""
+
+    kind: ClassVar[Literal["fixed", "sampling"]] = "sampling"
+    type: Literal["random_sampling"] = "random_sampling"
+    sampling_rate: Fraction
+
+    def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
+        eligible = candidates(inputs.allowed, previous)
+        available = eligible.sum(dim=-1)
+        wanted = math.floor(self.sampling_rate * inputs.n_keys + 1e-9)
+        counts = available.clamp(max=wanted)
+        if wanted == 0 or not bool((counts > 0).any()):
+            return previous.clone()
+        chosen = sample_select(eligible, counts, inputs.generator())
+        probability = counts.float() / available.clamp_min(1).float()
+        return union(previous, chosen * probability.unsqueeze(-1))
+
+    def short_name(self) -> str:
+        return f"rand{format_budget(self.sampling_rate)}"

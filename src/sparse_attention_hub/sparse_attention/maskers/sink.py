@@ -1,0 +1,32 @@
+"""`sink`: the first keys of the sequence (*paper*: StreamingLLM, Xiao et al., ICLR 2024, §6.1)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from sparse_attention_hub.sparse_attention.budget import Budget, effective_size
+from sparse_attention_hub.sparse_attention.mask import union
+from sparse_attention_hub.sparse_attention.maskers.base import (
+    MASKERS,
+    MaskerConfig,
+    MaskInputs,
+    format_budget,
+)
+
+
+@MASKERS.register("sink")
+class SinkMaskerConfig(MaskerConfig):
+    """Keys [0, s) for every row, s = effective `sink_size` (StreamingLLM keeps 4)."""
+
+    type: Literal["sink"] = "sink"
+    sink_size: Budget
+
+    def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
+        size = effective_size(self.sink_size, inputs.n_keys)
+        columns = torch.arange(inputs.n_keys, device=previous.device)
+        return union(previous, inputs.allowed & (columns < size))
+
+    def short_name(self) -> str:
+        return f"sink{format_budget(self.sink_size)}"
