@@ -1,0 +1,194 @@
+"""`BenchmarkExecutor`: plan the matrix, run what is missing, write the run's records.
+
+    executor = BenchmarkExecutor(gpu_ids=[0, 1], max_concurrent_runs=4, base_result_dir="results")
+    results = executor.run_benchmark_matrix(
+        model_names=["smollm2-135m-instruct"],
+        sparse_attention_configs=[("dense", None), ("streaming", get_preset("streaming_llm"))],
+        benchmark_configs=[BenchmarkConfig("ruler_synthetic", ["niah_single_1"])],
+    )
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sparse_attention_hub.executor.backends import create_backend, slot_layout
+from sparse_attention_hub.executor.plan import Job, JobState, check_gpu_ids, plan
+from sparse_attention_hub.executor.progress import RunRecorder
+from sparse_attention_hub.executor.results import (
+    ExecutionResults,
+    JobRecord,
+    write_results_csv,
+    write_summary,
+)
+from sparse_attention_hub.executor.scheduler import Scheduler
+from sparse_attention_hub.executor.spec import (
+    AdapterConfig,
+    BenchmarkConfig,
+    ExecutionConfig,
+    ExperimentSpec,
+    spec_from_dict,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class BenchmarkExecutor:
+    """Runs models x sparse configs x benchmarks x subsets on `max_concurrent_runs` workers.
+
+    `gpu_ids` empty or None means CPU workers. Finished jobs are never redone; changed parameters
+    under an old name are reported as stale and left alone unless `rerun_stale`; jobs that failed
+    in an earlier run are rerun only with `rerun_failed`.
+    """
+
+    def __init__(
+        self,
+        gpu_ids: Sequence[int] | None = None,
+        max_concurrent_runs: int = 1,
+        base_result_dir: str | Path = "results",
+        max_retries: int = 1,
+        job_timeout_s: float | None = None,
+        gpu_memory_fraction: float | None = None,
+        backend: str = "local",
+        rerun_failed: bool = False,
+        rerun_stale: bool = False,
+        progress: bool | None = None,
+    ) -> None:
+        self.execution = ExecutionConfig(
+            gpu_ids=list(gpu_ids or []),
+            max_concurrent_runs=max_concurrent_runs,
+            max_retries=max_retries,
+            job_timeout_s=job_timeout_s,
+            gpu_memory_fraction=gpu_memory_fraction,
+            backend=backend,  # type: ignore[arg-type]
+        )
+        self.base_result_dir = Path(base_result_dir)
+        self.rerun_failed = rerun_failed
+        self.rerun_stale = rerun_stale
+        self.progress = progress
+
+    @classmethod
+    def from_spec(cls, spec: ExperimentSpec, **overrides: Any) -> BenchmarkExecutor:
+        options: dict[str, Any] = {**spec.execution.model_dump(), "base_result_dir": spec.result_dir}
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**options)
+
+    def run_benchmark_matrix(
+        self,
+        model_names: Sequence[str],
+        sparse_attention_configs: Sequence[tuple[str, Any]] = (("dense", None),),
+        benchmark_configs: Sequence[BenchmarkConfig] = (),
+        adapter_config: AdapterConfig | None = None,
+        generation_kwargs: Mapping[str, Any] | None = None,
+        request_kwargs: Mapping[str, Any] | None = None,
+    ) -> ExecutionResults:
+        spec = spec_from_dict(
+            {
+                "models": list(model_names),
+                "sparse_configs": list(sparse_attention_configs),
+                "benchmarks": list(benchmark_configs),
+                "adapter": adapter_config or AdapterConfig(),
+                "generation_kwargs": dict(generation_kwargs or {}),
+                "request_kwargs": dict(request_kwargs or {}),
+                "result_dir": str(self.base_result_dir),
+                "execution": self.execution,
+            }
+        )
+        return self.run(spec)
+
+    def plan(self, spec: ExperimentSpec) -> list[Job]:
+        """The jobs with their states, after every check that needs no worker."""
+        check_gpu_ids(self.execution.gpu_ids)
+        return plan(spec, self.base_result_dir)
+
+    def to_run(self, jobs: list[Job]) -> list[Job]:
+        wanted = {JobState.PENDING}
+        if self.rerun_failed:
+            wanted.add(JobState.FAILED)
+        if self.rerun_stale:
+            wanted.add(JobState.STALE)
+        return [j for j in jobs if j.state in wanted]
+
+    def run(self, spec: ExperimentSpec) -> ExecutionResults:
+        jobs = self.plan(spec)
+        todo = self.to_run(jobs)
+        base = self.base_result_dir.absolute()
+        run_id = uuid.uuid4().hex[:12]
+        todo_ids = {j.job_id for j in todo}
+        for job in jobs:
+            if job.state == JobState.STALE and job.job_id not in todo_ids:
+                logger.warning("stale (parameters changed; use --rerun-stale): %s", job.job_id)
+        slots = slot_layout(self.execution.gpu_ids, self.execution.max_concurrent_runs)
+        backend = create_backend(
+            self.execution.backend, slots, gpu_memory_fraction=self.execution.gpu_memory_fraction
+        )
+        recorder = RunRecorder(base, run_id, display=self._display())
+        recorder.event("run_started", planned=len(jobs), to_run=len(todo), backend=self.execution.backend,
+                       slots=[s.device for s in slots])
+        scheduler = Scheduler(
+            todo,
+            backend,
+            recorder,
+            max_retries=self.execution.max_retries,
+            job_timeout_s=self.execution.job_timeout_s,
+            reset={j.job_id for j in todo if j.state == JobState.STALE},
+            already_done=sum(j.state == JobState.COMPLETE for j in jobs),
+            total=len(jobs),
+        )
+        t0 = time.monotonic()
+        try:
+            with _sigterm_as_interrupt():
+                outcome = scheduler.run() if todo else scheduler.outcome
+            results = ExecutionResults(
+                result_dir=base,
+                records=[outcome.records.get(j.job_id) or _unrun_record(j) for j in jobs],
+                wall_s=time.monotonic() - t0,
+                interrupted=outcome.interrupted,
+                run_id=run_id,
+            )
+            write_results_csv(base, results.records)
+            write_summary(base, results)
+            recorder.event("run_finished", interrupted=results.interrupted, **results.counts())
+        finally:
+            recorder.close()
+        return results
+
+    def _display(self) -> bool:
+        if self.progress is not None:
+            return self.progress
+        import sys
+
+        return sys.stderr.isatty()
+
+
+def _unrun_record(job: Job) -> JobRecord:
+    return JobRecord(
+        job_id=job.job_id, model=job.model, sparse_config=job.sparse_name,
+        benchmark=job.benchmark, subset=job.subset, state=job.state.value,
+    )
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a run like Ctrl-C: stop dispatch, end workers, keep what finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

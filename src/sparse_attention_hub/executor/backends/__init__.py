@@ -1,0 +1,75 @@
+"""How jobs run: a small protocol (start, submit, wait, cancel, shutdown) and its backends.
+
+The scheduler decides *which* worker gets *which* job; a backend only owns the workers: `local`
+(spawned long-lived processes), `debug` (in-process, so pdb works) and, later, `ray`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sparse_attention_hub.executor.plan import Job
+from sparse_attention_hub.registry import Registry
+
+# Event kinds a backend reports: ready (a worker started), started (it took its job),
+# model_loaded, dataset_loaded, finished, raised (the job raised), died (the process ended).
+EVENT_KINDS = ("ready", "started", "model_loaded", "dataset_loaded", "finished", "raised", "died")
+
+
+@dataclass(frozen=True)
+class BackendEvent:
+    worker: int
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one worker runs: `device` as the user names it (`cpu`, `cuda:3`)."""
+
+    worker: int
+    device: str
+
+
+class Backend(Protocol):
+    slots: list[Slot]
+
+    def start(self) -> None:
+        """Start every worker (they may still be initialising when this returns)."""
+
+    def submit(self, worker: int, job: Job, attempt: int) -> None:
+        """Hand `job` to the idle `worker`."""
+
+    def wait(self, timeout: float) -> list[BackendEvent]:
+        """Events since the last call, waiting up to `timeout` seconds for the first one."""
+
+    def cancel(self, worker: int) -> None:
+        """Stop the job on `worker` now (kill it) and put a fresh worker in its slot."""
+
+    def shutdown(self, force: bool = False) -> None:
+        """End every worker: politely when idle, at once when `force`."""
+
+
+BackendFactory = Callable[..., Backend]
+BACKENDS: Registry[BackendFactory] = Registry("backend")
+
+
+def slot_layout(gpu_ids: list[int], max_concurrent_runs: int) -> list[Slot]:
+    """`max_concurrent_runs` workers spread round-robin over the GPUs (none given: CPU)."""
+    if not gpu_ids:
+        return [Slot(i, "cpu") for i in range(max_concurrent_runs)]
+    return [Slot(i, f"cuda:{gpu_ids[i % len(gpu_ids)]}") for i in range(max_concurrent_runs)]
+
+
+def create_backend(name: str, slots: list[Slot], **options: Any) -> Backend:
+    _register_builtin()
+    return BACKENDS.get(name)(slots, **options)
+
+
+def _register_builtin() -> None:
+    from sparse_attention_hub.executor.backends import debug, local  # noqa: F401 - registers
+
+
+__all__ = ["BACKENDS", "Backend", "BackendEvent", "Slot", "create_backend", "slot_layout"]

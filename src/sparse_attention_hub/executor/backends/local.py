@@ -1,0 +1,179 @@
+"""The local backend: long-lived spawned worker processes, each pinned to one device.
+
+A GPU worker sees only its GPU (`CUDA_VISIBLE_DEVICES` is set before torch can initialise CUDA,
+so inside the worker it is `cuda:0`); CPU workers split the cores between them. The parent talks
+to each worker over a pipe and watches its process sentinel, so a crash is noticed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from sparse_attention_hub.executor.backends import BACKENDS, BackendEvent, Slot
+from sparse_attention_hub.executor.plan import Job
+
+logger = logging.getLogger(__name__)
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+GRACE_S = 3.0
+
+
+@dataclass
+class _Handle:
+    process: BaseProcess
+    conn: Connection
+
+
+@BACKENDS.register("local")
+class LocalBackend:
+    def __init__(
+        self,
+        slots: list[Slot],
+        gpu_memory_fraction: float | None = None,
+        cpu_threads: int | None = None,
+        **_: Any,
+    ) -> None:
+        self.slots = slots
+        self.gpu_memory_fraction = gpu_memory_fraction
+        n_cpu = sum(s.device == "cpu" for s in slots)
+        self.cpu_threads = cpu_threads or max(1, (os.cpu_count() or 1) // max(1, n_cpu))
+        self._context = mp.get_context("spawn")
+        self._handles: dict[int, _Handle] = {}
+
+    def start(self) -> None:
+        for slot in self.slots:
+            self._spawn(slot)
+
+    def _spawn(self, slot: Slot) -> None:
+        parent_conn, child_conn = self._context.Pipe()
+        gpu = slot.device.split(":", 1)[1] if slot.device.startswith("cuda:") else None
+        process = self._context.Process(
+            target=worker_main,
+            args=(child_conn, slot.worker, slot.device, gpu, self.cpu_threads, self.gpu_memory_fraction),
+            name=f"sah-worker-{slot.worker}",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        self._handles[slot.worker] = _Handle(process, parent_conn)
+
+    def submit(self, worker: int, job: Job, attempt: int) -> None:
+        self._handles[worker].conn.send(("job", job, attempt))
+
+    def wait(self, timeout: float) -> list[BackendEvent]:
+        waitables: list[Any] = []
+        for handle in self._handles.values():
+            waitables += [handle.conn, handle.process.sentinel]
+        ready = set(wait(waitables, timeout))
+        events: list[BackendEvent] = []
+        for worker, handle in list(self._handles.items()):
+            if handle.conn in ready or handle.process.sentinel in ready:
+                events += self._drain(worker, handle)
+            if handle.process.sentinel in ready:
+                handle.process.join()
+                events.append(BackendEvent(worker, "died", {"exitcode": handle.process.exitcode}))
+                handle.conn.close()
+                self._spawn(self.slots[worker])
+        return events
+
+    def _drain(self, worker: int, handle: _Handle) -> list[BackendEvent]:
+        events = []
+        try:
+            while handle.conn.poll():
+                kind, payload = handle.conn.recv()
+                events.append(BackendEvent(worker, kind, payload))
+        except (EOFError, OSError):
+            pass  # the process is gone; its sentinel reports how
+        return events
+
+    def cancel(self, worker: int) -> None:
+        handle = self._handles[worker]
+        handle.process.kill()
+        handle.process.join()
+        handle.conn.close()
+        self._spawn(self.slots[worker])
+
+    def shutdown(self, force: bool = False) -> None:
+        for handle in self._handles.values():
+            if force:
+                handle.process.terminate()
+            else:
+                try:
+                    handle.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + GRACE_S
+        for handle in self._handles.values():
+            handle.process.join(max(0.0, deadline - time.monotonic()))
+            if handle.process.is_alive():
+                handle.process.kill()
+                handle.process.join()
+            handle.conn.close()
+        self._handles.clear()
+
+
+def worker_main(
+    conn: Connection,
+    worker_id: int,
+    device: str,
+    visible_gpu: str | None,
+    cpu_threads: int,
+    gpu_memory_fraction: float | None,
+) -> None:
+    """The worker process: pin the device, then run jobs from the pipe until told to stop."""
+    if visible_gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpu  # before anything initialises CUDA
+        local_device = "cuda:0"
+    else:
+        for var in THREAD_VARS:
+            os.environ[var] = str(cpu_threads)
+        local_device = "cpu"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how Ctrl-C ends a job
+    logging.basicConfig(level=logging.WARNING, format=f"[worker {worker_id}] %(levelname)s %(name)s: %(message)s")
+    _exit_with_parent()
+    if visible_gpu is None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(cpu_threads)
+    if visible_gpu is not None and gpu_memory_fraction is not None:
+        import torch
+
+        torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction, 0)
+
+    from sparse_attention_hub.executor.worker import Worker
+
+    worker = Worker(worker_id, local_device, notify=lambda kind, payload: conn.send((kind, payload)))
+    conn.send(("ready", {"pid": os.getpid(), "device": device}))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            break
+        if message is None:
+            break
+        _, job, attempt = message
+        conn.send(("started", {"job_id": job.job_id, "attempt": attempt}))
+        result = worker.execute(job, attempt)
+        conn.send((result.pop("kind"), {"job_id": job.job_id, **result}))
+    worker.release_model()
+
+
+def _exit_with_parent(interval_s: float = 1.0) -> None:
+    """An orphaned worker (its parent was killed) must not keep running a job nobody owns."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="sah-parent-watch", daemon=True).start()

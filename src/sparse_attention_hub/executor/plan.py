@@ -1,0 +1,240 @@
+"""The pure plan: an ExperimentSpec -> one Job per (model, sparse config, benchmark, subset).
+
+No processes, no writes: expansion, validation (every problem at once), result paths and
+fingerprints, and each job's state read from its result dir (complete / stale / failed / pending).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
+from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.executor.results import job_state
+from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec
+
+MAX_PATH_PART = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+
+
+class JobState(str, Enum):
+    COMPLETE = "complete"
+    STALE = "stale"
+    FAILED = "failed"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell of the matrix: everything a worker needs, and where its results go."""
+
+    job_id: str  # result dir relative to the base, posix: model/sparse/benchmark_subset
+    model: str
+    sparse_name: str
+    sparse_config: Any  # SparseAttentionConfig | None (dense)
+    benchmark: str
+    subset: str
+    data_path: str | None
+    options: dict[str, Any]
+    adapter: AdapterConfig
+    generation_kwargs: dict[str, Any]
+    request_kwargs: dict[str, Any]
+    fingerprint: str
+    result_dir: Path
+    state: JobState = JobState.PENDING
+    inputs: dict[str, Any] = field(default_factory=dict, repr=False)  # what the fingerprint hashes
+
+    @property
+    def model_key(self) -> str:
+        """Jobs with the same key can share a loaded model (only the sparse config differs)."""
+        return canonical_json({"model": self.model, "adapter": self.adapter.to_dict()})
+
+
+def canonical_json(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def fingerprint_of(payload: Any) -> str:
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
+def sanitize(name: str) -> str:
+    """A single safe path component: `org/model` -> `org__model`; never empty, `.` or `..`."""
+    text = _UNSAFE.sub("_", name.replace("\\", "/").replace("/", "__")).strip("._")
+    if len(text) > MAX_PATH_PART:
+        text = f"{text[: MAX_PATH_PART - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    if not text:
+        raise ConfigError(f"name {name!r} has no characters usable in a path")
+    return text
+
+
+def sparse_fingerprint(config: Any) -> str:
+    return "dense" if config is None else str(config.fingerprint())
+
+
+def package_version() -> str:
+    from sparse_attention_hub import __version__
+
+    return __version__
+
+
+def plan(spec: ExperimentSpec, result_dir: str | Path | None = None) -> list[Job]:
+    """Every job of the matrix with its state; raises one ConfigError listing every problem."""
+    base = Path(result_dir if result_dir is not None else spec.result_dir).absolute()
+    problems = _check_models(spec) + _check_result_dir(base)
+    instances: dict[tuple[int, str], dict[str, Any]] = {}
+    subsets_of: dict[int, list[str]] = {}
+    for index, bench in enumerate(spec.benchmarks):
+        try:
+            cls = get_benchmark_class(bench.name)
+            subsets_of[index] = list(bench.subsets or cls.all_datasets)
+            for subset in subsets_of[index]:
+                instance = create_benchmark_instance(
+                    bench.name, [subset], bench.data_path, **bench.options
+                )
+                instances[(index, subset)] = instance.options()
+        except (ConfigError, TypeError, ValueError) as exc:
+            problems.append(f"benchmark {bench.name!r}: {exc}")
+    names = {
+        "model": [m for m in spec.models],
+        "sparse config": [n for n, _ in spec.sparse_configs],
+    }
+    for kind, values in names.items():
+        problems += _check_sanitized(kind, values)
+    if problems:
+        raise ConfigError(_bullet(problems))
+
+    jobs = []
+    version = package_version()
+    for model in spec.models:
+        for sparse_name, config in spec.sparse_configs:
+            for index, bench in enumerate(spec.benchmarks):
+                for subset in subsets_of[index]:
+                    options = instances[(index, subset)]
+                    inputs = {
+                        "model": model,
+                        "adapter": spec.adapter.to_dict(),
+                        "sparse_config": sparse_fingerprint(config),
+                        "benchmark": bench.name,
+                        "subset": subset,
+                        "benchmark_options": options,
+                        "generation_kwargs": spec.generation_kwargs,
+                        "request_kwargs": spec.request_kwargs,
+                        "version": version,
+                    }
+                    job_id = "/".join(
+                        (sanitize(model), sanitize(sparse_name), f"{sanitize(bench.name)}_{sanitize(subset)}")
+                    )
+                    job_dir = base / job_id
+                    fingerprint = fingerprint_of(inputs)
+                    jobs.append(
+                        Job(
+                            job_id=job_id,
+                            model=model,
+                            sparse_name=sparse_name,
+                            sparse_config=config,
+                            benchmark=bench.name,
+                            subset=subset,
+                            data_path=bench.data_path,
+                            options=dict(bench.options),
+                            adapter=spec.adapter,
+                            generation_kwargs=dict(spec.generation_kwargs),
+                            request_kwargs=dict(spec.request_kwargs),
+                            fingerprint=fingerprint,
+                            result_dir=job_dir,
+                            state=JobState(job_state(job_dir, fingerprint)),
+                            inputs=inputs,
+                        )
+                    )
+    duplicates = sorted({j.job_id for j in jobs if sum(k.job_id == j.job_id for k in jobs) > 1})
+    if duplicates:
+        raise ConfigError(f"jobs share a result dir (benchmark/subset names collide): {duplicates}")
+    return jobs
+
+
+def check_gpu_ids(gpu_ids: list[int], device_count: int | None = None) -> None:
+    """Every id must name an existing CUDA device; counted with torch only when ids are given."""
+    if not gpu_ids:
+        return
+    if device_count is None:
+        import torch
+
+        device_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    missing = [i for i in gpu_ids if i >= device_count]
+    if missing:
+        raise ConfigError(
+            f"gpu id(s) {missing} do not exist: this machine has {device_count} CUDA device(s)"
+            + (f" (valid ids 0..{device_count - 1})" if device_count else "; omit gpu_ids for CPU")
+        )
+
+
+def _check_models(spec: ExperimentSpec) -> list[str]:
+    """Cheap checks only: the factory imports, and model names resolve to a source."""
+    if spec.adapter.factory is not None:
+        try:
+            load_factory(spec.adapter.factory)
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+    from sparse_attention_hub.adapters.sources import resolve_model_source
+
+    problems = []
+    for model in spec.models:
+        try:
+            resolve_model_source(model)
+        except (ConfigError, ValueError, OSError) as exc:
+            problems.append(f"model {model!r}: {exc}")
+    return problems
+
+
+def load_factory(path: str) -> Any:
+    """Import `"module:callable"`; a clear ConfigError when it cannot be."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"adapter factory must be 'module:callable', got {path!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"adapter factory {path!r} cannot be imported: {exc}") from None
+    if not callable(factory):
+        raise ConfigError(f"adapter factory {path!r} is not callable")
+    return factory
+
+
+def _check_result_dir(base: Path) -> list[str]:
+    existing = base
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return [f"result dir {base}: {existing} exists and is not a directory"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"result dir {base}: {existing} is not writable"]
+    return []
+
+
+def _check_sanitized(kind: str, values: list[str]) -> list[str]:
+    problems, seen = [], {}
+    for value in values:
+        try:
+            safe = sanitize(value)
+        except ConfigError as exc:
+            problems.append(f"{kind}: {exc}")
+            continue
+        if safe in seen and seen[safe] != value:
+            problems.append(f"{kind} names {seen[safe]!r} and {value!r} map to the same dir {safe!r}")
+        seen[safe] = value
+    return problems
+
+
+def _bullet(problems: list[str]) -> str:
+    return f"{len(problems)} problem(s) found before starting:\n" + "\n".join(f"  - {p}" for p in problems)

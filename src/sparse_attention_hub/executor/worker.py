@@ -1,0 +1,202 @@
+"""What a worker does with a job, whatever process it lives in (local backend child, or in-process).
+
+A worker keeps its model across jobs of that model and swaps only the sparse config; it frees
+the model when the next job needs another one. Each benchmark subset is loaded once per worker
+(per model, for benchmarks that size their samples with the model's tokenizer).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from sparse_attention_hub.adapters.base import ModelAdapter
+from sparse_attention_hub.benchmark.base import Benchmark
+from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
+from sparse_attention_hub.errors import ModelLoadError
+from sparse_attention_hub.executor.failures import CUDA_OOM, OTHER, category_of_exception, failure_from_exception
+from sparse_attention_hub.executor.plan import Job, canonical_json, load_factory
+from sparse_attention_hub.executor.results import write_manifest
+
+logger = logging.getLogger(__name__)
+
+Notify = Callable[[str, dict[str, Any]], None]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Worker:
+    """Runs jobs one at a time on one device, holding at most one model."""
+
+    def __init__(self, worker_id: int, device: str, notify: Notify | None = None) -> None:
+        self.worker_id = worker_id
+        self.device = device
+        self.notify: Notify = notify or (lambda kind, payload: None)
+        self.adapter: ModelAdapter | None = None
+        self.model_key: str | None = None
+        self._benchmarks: dict[str, Benchmark] = {}
+
+    def execute(self, job: Job, attempt: int) -> dict[str, Any]:
+        """Run one job; the process boundary: any exception becomes a `raised` message."""
+        try:
+            return {"kind": "finished", **self.run(job, attempt)}
+        except Exception as exc:  # the worker survives its job's failure; the parent decides
+            failure = failure_from_exception(exc)
+            logger.error("job %s failed: %s", job.job_id, failure.message)
+            if failure.category == CUDA_OOM:
+                self.release_model()  # a half-allocated model is no use to the next job
+            return {"kind": "raised", "failure": failure.to_dict()}
+
+    def run(self, job: Job, attempt: int) -> dict[str, Any]:
+        started, t0 = now_iso(), time.perf_counter()
+        adapter = self._adapter_for(job)
+        benchmark = self._benchmark_for(job, adapter)
+        job_info = {
+            "job_id": job.job_id,
+            "fingerprint": job.fingerprint,
+            "sparse_config_name": job.sparse_name,
+            "sparse_config": _config_dict(job.sparse_config),
+            "attempt": attempt,
+            "worker": self.worker_id,
+            "device": self.device,
+        }
+        metrics = benchmark.run_benchmark(
+            adapter, job.result_dir, job.generation_kwargs, job.request_kwargs, job_info
+        )
+        duration = time.perf_counter() - t0
+        write_manifest(
+            job.result_dir,
+            {
+                "job_id": job.job_id,
+                "fingerprint": job.fingerprint,
+                "inputs": job.inputs,
+                "model": job.model,
+                "sparse_config": job.sparse_name,
+                "benchmark": job.benchmark,
+                "subset": job.subset,
+                "attempt": attempt,
+                "worker": self.worker_id,
+                "pid": os.getpid(),
+                "device": self.device,
+                "started_at": started,
+                "finished_at": now_iso(),
+                "duration_s": duration,
+                "overall": metrics.get("overall"),
+            },
+        )
+        return {"duration_s": duration, "overall": metrics.get("overall")}
+
+    # ----- model --------------------------------------------------------------------------
+    def _adapter_for(self, job: Job) -> ModelAdapter:
+        if self.adapter is not None and self.model_key == job.model_key:
+            self.adapter.set_sparse_attention_config(job.sparse_config)
+            return self.adapter
+        self.release_model()
+        t0 = time.perf_counter()
+        factory = _default_factory if job.adapter.factory is None else load_factory(job.adapter.factory)
+        try:
+            adapter = factory(
+                job.model,
+                job.sparse_config,
+                job.adapter.model_kwargs,
+                job.adapter.tokenizer_kwargs,
+                self.device,
+            )
+        except Exception as exc:
+            if category_of_exception(exc) != OTHER:
+                raise  # already categorised (CUDA OOM, ModelLoadError, ...)
+            raise ModelLoadError(f"loading model {job.model!r} failed: {type(exc).__name__}: {exc}") from exc
+        check_model_device(adapter, self.device)
+        self.adapter, self.model_key = adapter, job.model_key
+        self.notify("model_loaded", {"model": job.model, "seconds": time.perf_counter() - t0})
+        return adapter
+
+    def release_model(self) -> None:
+        """Close the adapter and give its memory back before another model is loaded."""
+        if self.adapter is None:
+            return
+        try:
+            self.adapter.close()
+        finally:
+            self.adapter, self.model_key = None, None
+            self._benchmarks = {k: b for k, b in self._benchmarks.items() if not k.startswith("model:")}
+            gc.collect()
+            torch = sys.modules.get("torch")
+            if torch is not None and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    # ----- data ---------------------------------------------------------------------------
+    def _benchmark_for(self, job: Job, adapter: ModelAdapter) -> Benchmark:
+        """A benchmark instance whose samples are loaded once and then reused."""
+        cls = get_benchmark_class(job.benchmark)
+        sized_by_model = cls.bind_adapter is not Benchmark.bind_adapter  # e.g. synthetic RULER
+        key = canonical_json([job.benchmark, job.subset, job.data_path, job.options])
+        if sized_by_model:
+            key = f"model:{self.model_key}:{key}"
+        cached = self._benchmarks.get(key)
+        if cached is not None:
+            return cached
+        t0 = time.perf_counter()
+        benchmark = create_benchmark_instance(job.benchmark, [job.subset], job.data_path, **job.options)
+        benchmark.bind_adapter(adapter)
+        samples = benchmark.load_samples()
+        # run_benchmark asks for the samples on every job; serve this worker's copy instead.
+        benchmark.load_samples = lambda: samples.copy()  # type: ignore[method-assign]
+        self._benchmarks[key] = benchmark
+        self.notify(
+            "dataset_loaded",
+            {"benchmark": job.benchmark, "subset": job.subset, "seconds": time.perf_counter() - t0},
+        )
+        return benchmark
+
+
+def _default_factory(
+    model_name: str,
+    sparse_attention_config: Any,
+    model_kwargs: dict[str, Any],
+    tokenizer_kwargs: dict[str, Any],
+    device: str,
+) -> ModelAdapter:
+    from sparse_attention_hub.adapters.hf import ModelAdapterHF
+
+    return ModelAdapterHF(
+        model_name,
+        sparse_attention_config=sparse_attention_config,
+        model_kwargs=model_kwargs,
+        tokenizer_kwargs=tokenizer_kwargs,
+        device=device,
+    )
+
+
+def check_model_device(adapter: ModelAdapter, device: str) -> None:
+    """Every weight of the adapter's model must live on this worker's device."""
+    model = getattr(adapter, "model", None)
+    parameters = getattr(model, "parameters", None)
+    if not callable(parameters):
+        return
+    import torch
+
+    want = torch.device(device)
+    stray = {
+        str(p.device)
+        for p in parameters()
+        if p.device.type != want.type or (want.index is not None and p.device.index != want.index)
+    }
+    if stray:
+        raise ModelLoadError(f"model weights on {sorted(stray)}, expected all on {device}")
+
+
+def _config_dict(config: Any) -> Any:
+    if config is None:
+        return None
+    from sparse_attention_hub.sparse_attention import config_to_dict
+
+    return config_to_dict(config)
