@@ -1,0 +1,300 @@
+"""`ModelAdapterHF`: a Hugging Face causal LM answering requests under a switchable attention.
+
+Evaluation setup (methods.md §7): the context is prefilled once with the model's native dense
+attention; every question is then answered from a cache cropped back to the context, its prefill
+and each decode step computed by our attention function (dense for config None, else the sparse
+config). Changing the sparse config swaps an attribute; weights are never reloaded.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from sparse_attention_hub.adapters.attention_backend import (
+    ATTENTION_NAME,
+    AttentionRun,
+    attention_mode,
+    register_attention,
+)
+from sparse_attention_hub.adapters.base import ModelAdapter, Request, RequestResponse
+from sparse_attention_hub.adapters.generation import (
+    GenerationOptions,
+    TokenChooser,
+    cut_at_stop,
+    eos_token_ids,
+)
+from sparse_attention_hub.adapters.prompting import encode_request
+from sparse_attention_hub.adapters.sources import load_model, load_tokenizer, resolve_model_source
+from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.sparse_attention import (
+    AttentionStats,
+    ResearchAttentionConfig,
+    SparseAttentionConfig,
+    SparseState,
+)
+
+logger = logging.getLogger(__name__)
+
+REQUEST_KWARGS = ("max_context_length", "max_requests")  # max_requests is the benchmark's
+
+
+class ModelAdapterHF(ModelAdapter):
+    """A transformers causal LM behind the `ModelAdapter` contract.
+
+    `model_name`: hub id, local directory, `.gguf` file or alias (see `sources`). `model_kwargs` /
+    `tokenizer_kwargs` go to `from_pretrained` (copied). `device`: "cpu", "cuda", "cuda:N".
+    `stats_options` go to `AttentionStats` (e.g. output-error flag, sampling) for sparse configs.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        sparse_attention_config: SparseAttentionConfig | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+        stats_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.source = resolve_model_source(model_name)  # cheap: a bad name fails before loading
+        self.device = parse_device(device)
+        self.stats = make_stats(stats_options)
+        model_kwargs = dict(model_kwargs or {})
+        if model_kwargs.get("attn_implementation") == ATTENTION_NAME:
+            raise ConfigError(
+                f"attn_implementation {ATTENTION_NAME!r} is switched on per question; load the model with a native one"
+            )
+        register_attention()
+        self._tokenizer = load_tokenizer(self.source, tokenizer_kwargs)
+        model = load_model(self.source, model_kwargs)
+        if "device_map" not in model_kwargs:
+            model = model.to(self.device)
+        self.model: Any = model.eval().requires_grad_(False)
+        self.native_attention = str(self.model.config._attn_implementation)
+        self.eos_ids = eos_token_ids(self.model.generation_config, self._tokenizer)
+        self.sparse_attention_config: ResearchAttentionConfig | None = None
+        self.set_sparse_attention_config(sparse_attention_config)
+        logger.info(
+            "loaded %s (%s) on %s, dtype %s",
+            model_name,
+            self.source.kind,
+            self.device,
+            self.model.dtype,
+        )
+
+    # ----- the contract ----------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def set_sparse_attention_config(self, config: SparseAttentionConfig | None) -> None:
+        """Make `config` (None = dense) the active one; the next request uses it."""
+        if config is not None and not isinstance(config, ResearchAttentionConfig):
+            raise ConfigError(
+                f"sparse_attention_config must be a ResearchAttentionConfig or None, got {type(config).__name__}"
+            )
+        self.sparse_attention_config = config
+
+    def process_request(
+        self,
+        request: Request,
+        generation_kwargs: Mapping[str, Any],
+        request_kwargs: Mapping[str, Any],
+    ) -> RequestResponse:
+        """Prefill the context once (dense), then answer each question from the cropped cache."""
+        if self.model is None:
+            raise RuntimeError(f"adapter for {self.model_name!r} was closed")
+        options = GenerationOptions.from_kwargs(generation_kwargs)
+        max_context_length = parse_request_kwargs(request_kwargs)
+        questions, question_ids = request.question_list(), request.ids()
+        encoded = encode_request(
+            self._tokenizer, request.context, questions, request.answer_prefix, max_context_length
+        )
+        if not encoded.context_ids and not all(encoded.question_ids):
+            raise ValueError(
+                "empty prompt: the request has no context tokens and an empty question"
+            )
+        from transformers import DynamicCache
+
+        stats = self._active_stats()
+        answers: list[str] = []
+        with torch.inference_mode():
+            cache = DynamicCache()
+            context_len = len(encoded.context_ids)
+            context_logits = self._forward(encoded.context_ids, cache, 0) if context_len else None
+            state = self._new_state()
+            for index, (question_id, ids) in enumerate(
+                zip(question_ids, encoded.question_ids, strict=True)
+            ):
+                crop_cache(cache, context_len)
+                if state is not None:
+                    state.crop(context_len)
+                    # the id alone names the question: its masks must not depend on its position
+                    # in the request (a resumed job asks only the pending questions)
+                    state.begin_question(question_id, 0)
+                run = AttentionRun(self.sparse_attention_config, state, stats)
+                answers.append(
+                    self._answer(
+                        ids, cache, context_len, context_logits, options, run, question_id, index
+                    )
+                )
+        if stats is not None:
+            stats.flush()
+        info = {
+            "truncated_tokens": encoded.truncated_tokens,
+            "context_tokens": len(encoded.context_ids),
+        }
+        return RequestResponse(answers[0] if isinstance(request.questions, str) else answers, info)
+
+    # ----- one question --------------------------------------------------------------------
+    def _answer(
+        self,
+        ids: list[int],
+        cache: Any,
+        context_len: int,
+        context_logits: torch.Tensor | None,
+        options: GenerationOptions,
+        run: AttentionRun,
+        question_id: str,
+        index: int,
+    ) -> str:
+        """Question prefill then decode, all in our attention mode; returns the decoded answer."""
+        choose = TokenChooser(options, question_id)
+        stops = options.stops
+        generated: list[int] = []
+        with attention_mode(self.model, run):
+            position = context_len
+            logits = context_logits
+            if ids:
+                self._label(run, question_id, index, "question_prefill", 0)
+                logits = self._forward(ids, cache, position)
+                position += len(ids)
+            assert logits is not None  # guaranteed by the empty-prompt check in process_request
+            for step in range(1, options.max_new_tokens + 1):
+                token = choose(logits)
+                if token in self.eos_ids:
+                    break
+                generated.append(token)
+                if stops and cut_at_stop(self._decode(generated), stops)[1]:
+                    break
+                if step == options.max_new_tokens:
+                    break
+                self._label(run, question_id, index, "decode", step)
+                logits = self._forward([token], cache, position)
+                position += 1
+        return cut_at_stop(self._decode(generated), stops)[0]
+
+    def _forward(self, ids: list[int], cache: Any, start: int) -> torch.Tensor:
+        """One forward over `ids` at positions start..start+len-1; last-position logits (vocab,)."""
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        positions = torch.arange(start, start + len(ids), device=self.device)[None]
+        output = self.model(
+            input_ids=input_ids,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return output.logits[0, -1]
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
+    @staticmethod
+    def _label(run: AttentionRun, question_id: str, index: int, phase: str, step: int) -> None:
+        if run.stats is not None:
+            run.stats.set_context(question_id, index, phase, step)
+
+    # ----- sparse state and statistics ----------------------------------------------------
+    def _new_state(self) -> SparseState | None:
+        return None if self.sparse_attention_config is None else SparseState()
+
+    def _active_stats(self) -> AttentionStats | None:
+        """Sparse configs record per-call statistics; dense runs record nothing (density 1)."""
+        return None if self.sparse_attention_config is None else self.stats
+
+    def start_statistics(self, path: Any) -> None:
+        """Begin a job: fresh statistics buffer and file (`<path>/attention_stats.jsonl`)."""
+        self.stats.start(path)
+
+    def statistics_summary(self) -> dict[str, Any]:
+        """Density / output error of the current job; dense says 1.0 and 0.0 explicitly."""
+        if self.sparse_attention_config is None:
+            return AttentionStats.dense_summary()
+        return self.stats.summary()
+
+    def describe(self) -> dict[str, Any]:
+        """What loaded model and attention this adapter runs (recorded in each job's config)."""
+        config = self.sparse_attention_config
+        return {
+            "adapter": "hf",
+            "model_name": self.model_name,
+            "source_kind": self.source.kind,
+            "source": self.source.location,
+            "dtype": str(self.model.dtype).removeprefix("torch.")
+            if self.model is not None
+            else None,
+            "device": str(self.device),
+            "attn_implementation": self.native_attention,
+            "sparse_attention_config": None if config is None else config.model_dump(mode="json"),
+        }
+
+    def close(self) -> None:
+        """Free the model's memory (the adapter cannot be used afterwards)."""
+        self.model = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def make_stats(options: Mapping[str, Any] | None) -> AttentionStats:
+    """`AttentionStats(**options)`, built when the adapter is, so bad options fail early."""
+    try:
+        return AttentionStats(**dict(options or {}))
+    except TypeError as exc:
+        raise ConfigError(f"invalid stats_options {dict(options or {})}: {exc}") from exc
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    """`cpu`, `cuda` or `cuda:N` (checked against the visible GPUs)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"invalid device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible"
+            )
+    elif parsed.type != "cpu":
+        raise ConfigError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    return parsed
+
+
+def parse_request_kwargs(request_kwargs: Mapping[str, Any]) -> int | None:
+    """`max_context_length` (int >= 1 or None); unknown keys are a ValueError."""
+    unknown = sorted(set(request_kwargs) - set(REQUEST_KWARGS))
+    if unknown:
+        raise ValueError(
+            f"unsupported request kwargs {unknown}; supported: {', '.join(REQUEST_KWARGS)}"
+        )
+    value = request_kwargs.get("max_context_length")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_context_length must be an int >= 1 or None, got {value!r}")
+    return value
+
+
+def crop_cache(cache: Any, length: int) -> None:
+    """Cut a DynamicCache back to its first `length` positions (transformers' crop takes -n)."""
+    excess = cache.get_seq_length() - length
+    if excess > 0:
+        cache.crop(-excess)

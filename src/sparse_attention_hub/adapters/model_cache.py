@@ -1,0 +1,119 @@
+"""On-disk cache of de-quantised GGUF models: content hashing, locking, atomic publication.
+
+A GGUF file is de-quantised once (slow: every tensor is unpacked) and the dense weights are kept
+as an ordinary Hugging Face directory keyed by the file's SHA-256, so later loads are a plain
+`from_pretrained(dir)`. Workers on one machine may race to build the same entry: a file lock
+serialises them and the entry appears only by an atomic rename, so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "SAH_CACHE_DIR"
+_CHUNK = 1 << 20
+
+
+def cache_root() -> Path:
+    """`$SAH_CACHE_DIR/models`, else `~/.cache/sparse_attention_hub/models`."""
+    base = os.environ.get(CACHE_ENV)
+    root = (
+        Path(base).expanduser() / "models"
+        if base
+        else Path.home() / ".cache" / "sparse_attention_hub" / "models"
+    )
+    return root
+
+
+def sha256_of_file(path: Path) -> str:
+    """SHA-256 of a file read in 1 MiB chunks (never the whole file in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path, root: Path | None = None) -> str:
+    """SHA-256 of `path`, remembered under `root` by (real path, size, mtime).
+
+    Hashing a 100 MB model takes a noticeable fraction of a second; workers load the same file over
+    and over, so the digest is stored in a small JSON record and reused while the file is unchanged.
+    """
+    real = Path(path).resolve()
+    stat = real.stat()
+    index = (
+        (root or cache_root())
+        / "hashes"
+        / f"{hashlib.sha256(str(real).encode()).hexdigest()[:32]}.json"
+    )
+    try:
+        record = json.loads(index.read_text())
+        if (
+            record["path"] == str(real)
+            and record["size"] == stat.st_size
+            and record["mtime_ns"] == stat.st_mtime_ns
+        ):
+            return str(record["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no record yet, or an unreadable one: hash again
+    digest = sha256_of_file(real)
+    record = {
+        "path": str(real),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "sha256": digest,
+    }
+    _write_text_atomic(index, json.dumps(record))
+    return digest
+
+
+def ensure_cached_dir(key: str, build: Callable[[Path], None], root: Path | None = None) -> Path:
+    """The cache entry `root/key`, calling `build(tmp_dir)` to create it when it is missing.
+
+    `build` writes into a fresh temporary directory next to the entry; on success it is renamed into
+    place (atomic on one filesystem), on failure it is removed and the error propagates. A lock file
+    makes concurrent callers wait for the first builder instead of building twice.
+    """
+    root = root or cache_root()
+    final = root / key
+    if final.is_dir():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f"{key}.lock")):
+        if final.is_dir():  # another process built it while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
+        try:
+            build(tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is a normal shared folder
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    logger.info("cached model entry %s", final)
+    return final
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
