@@ -1,0 +1,105 @@
+"""LongBench-v2: answer extraction, difficulty/length buckets, shared contexts, end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sparse_attention_hub.adapters.scripted import ScriptedAdapter
+from sparse_attention_hub.benchmark.longbenchv2 import LongBenchV2, extract_choice
+from sparse_attention_hub.benchmark.results_io import read_raw_results
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "longbenchv2"
+
+
+@pytest.mark.parametrize(
+    ("response", "letter"),
+    [
+        ("The correct answer is (B)", "B"),
+        ("**The correct answer is (C)**", "C"),  # markdown bold is removed first
+        ("The correct answer is D.", "D"),
+        ("The correct answer is (E)", None),
+        ("Reasoning... The correct answer is A. Wait, The correct answer is (B)", "B"),  # (X) first
+        ("the correct answer is (A)", None),  # case-sensitive, as the official regex
+        ("B", None),
+        ("", None),
+    ],
+)
+def test_extract_choice(response: str, letter: str | None) -> None:
+    assert extract_choice(response) == letter
+
+
+def test_rows_keep_metadata_and_subsets_share_contexts() -> None:
+    bench = LongBenchV2(data_path=FIXTURES)
+    zero, cot = bench.load_subset("0shot"), bench.load_subset("cot")
+    assert zero["context"].tolist() == cot["context"].tolist()
+    assert zero["context"][0].startswith(
+        "Please read the following text and answer the question below.\n\n<text>\n"
+    )
+    assert zero["question"][1].endswith(
+        "(A) red river\n(B) old house\n(C) small boat\n(D) high hill\n\n"
+    )
+    assert cot["answer_prefix"][0].endswith("Let’s think step by step:")
+    assert "The correct answer is" in zero["answer_prefix"][0]
+    assert (zero["max_new_tokens"][0], cot["max_new_tokens"][0]) == (148, 1044)
+    assert zero["answers"].tolist() == [["D"], ["C"], ["B"]]
+    assert zero["sample_id"][0] == "66f3a1c2821e116aacb2a001"
+    for column in ("difficulty", "length", "domain", "sub_domain", "answer"):
+        assert column in zero.columns
+
+
+def test_original_records_are_built_into_the_same_rows() -> None:
+    built = LongBenchV2(["cot"], data_path=FIXTURES / "raw_records.jsonl").load_subset("cot")
+    hub = LongBenchV2(["cot"], data_path=FIXTURES).load_subset("cot")
+    for column in ("context", "question", "answer_prefix", "max_new_tokens", "answer", "sample_id"):
+        assert built[column].tolist() == hub[column].tolist(), column
+
+
+def test_aggregate_buckets_with_null_for_empty_categories() -> None:
+    scored = pd.DataFrame(
+        {
+            "task": ["0shot"] * 3,
+            "score": [1.0, 0.0, 1.0],
+            "difficulty": ["easy", "hard", "hard"],
+            "length": ["short", "short", "medium"],
+        }
+    )
+    entry = LongBenchV2().aggregate(scored)["tasks"]["0shot"]
+    assert entry["score"] == pytest.approx(200 / 3)
+    assert (entry["easy"], entry["hard"]) == (100.0, 50.0)
+    assert (entry["short"], entry["medium"], entry["long"]) == (50.0, 100.0, None)
+    assert (entry["n_long"], entry["n_hard"]) == (0, 2)
+
+
+def test_end_to_end_both_subsets(tmp_path: Path) -> None:
+    # One job per subset, as the executor runs them (both subsets share sample ids).
+    # 0shot: rows 1 and 2 right ("**" and plain forms); cot: only row 1 right.
+    predictions = {
+        "0shot": ["I think (D).", "**The correct answer is (C)**", "The correct answer is B"],
+        "cot": ["The correct answer is (A)", "Step 1... The correct answer is (C)", ""],
+    }
+    raw_frames = []
+    for subset, answers in predictions.items():
+        bench = LongBenchV2([subset], data_path=FIXTURES)
+        rows = bench.load_samples()
+        lookup = dict(zip(rows["question"], answers, strict=True))
+        metrics = bench.run_benchmark(ScriptedAdapter(lookup), tmp_path / subset)
+        saved = json.loads((tmp_path / subset / "metrics.json").read_text())
+        assert saved["overall"] == pytest.approx(metrics["overall"])
+        assert saved["overall"] == pytest.approx(saved["tasks"][subset]["score"])
+        raw_frames.append(read_raw_results(tmp_path / subset / "raw_results.csv"))
+
+    raw = pd.concat(raw_frames, ignore_index=True)
+    assert raw["extracted"].fillna("").tolist() == ["", "C", "B", "A", "C", ""]
+    # re-scoring the saved results of both jobs together: overall = mean of the two subsets
+    metrics = LongBenchV2().post_run_evaluate(raw.drop(columns=["score", "extracted"]))
+    zero, cot = metrics["tasks"]["0shot"], metrics["tasks"]["cot"]
+    assert zero["score"] == pytest.approx(200 / 3) and cot["score"] == pytest.approx(100 / 3)
+    assert metrics["overall"] == pytest.approx(50.0)
+    # rows: (easy, short), (hard, medium), (hard, short)
+    assert (zero["easy"], zero["hard"], zero["short"], zero["medium"]) == (0.0, 100.0, 50.0, 100.0)
+    assert (cot["easy"], cot["hard"], cot["short"], cot["medium"]) == (0.0, 50.0, 0.0, 100.0)
+    assert zero["long"] is None and metrics["buckets"]["length"]["cot"]["long"] is None
