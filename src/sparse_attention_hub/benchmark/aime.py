@@ -1,0 +1,119 @@
+"""AIME 2024 and AIME 2025: 30 competition problems each, the answer an integer 0-999.
+
+Both years share loading and scoring (specs/benchmarks.md §7): the final integer is extracted with
+`scorers.extract_integer_answer` (last box, then an "answer is N" phrase, then the last line) and
+compared as an integer with the gold answer, so `033` equals `33`. Two small classes, one per year,
+delegate to the functions below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
+from sparse_attention_hub.benchmark.registry import register_benchmark
+from sparse_attention_hub.benchmark.scorers import extract_integer_answer
+
+HUB_2024 = "xAlg-AI/att-hub-aime2024"
+HUB_2025 = "xAlg-AI/att-hub-aime2025"
+
+
+def load_aime(hub_id: str, subset: str, data_path: Path | None) -> pd.DataFrame:
+    """Rows of one year; the hub's `answer` (str in 2024, one-element list in 2025) -> list[str]."""
+    frame = load_table(hub_id, None, "test", data_path, [subset, "test"])
+    return normalise_rows(frame, subset, task=subset)
+
+
+def gold_integer(answers: list[str]) -> int | None:
+    """The gold answer as an int (`"033"` -> 33); None when it is not an integer."""
+    try:
+        return int(str(answers[0]).strip())
+    except (IndexError, ValueError):
+        return None
+
+
+def score_aime(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per sample: `extracted` integer, the `rule` that found it, `boxed`, `correct`, `score`."""
+    records = []
+    for prediction, answers in zip(rows["prediction"], rows["answers"], strict=True):
+        value, rule = extract_integer_answer(str(prediction))
+        gold = gold_integer(list(answers))
+        if gold is None:
+            raise ValueError(f"AIME gold answer {answers!r} is not an integer")
+        correct = value is not None and value == gold
+        records.append(
+            {
+                "extracted": value,
+                "rule": rule,
+                "boxed": rule == "boxed",
+                "correct": correct,
+                "score": float(correct),
+            }
+        )
+    frame = pd.DataFrame.from_records(records, index=rows.index)
+    frame["extracted"] = frame["extracted"].astype("Int64")
+    return frame
+
+
+def aggregate_aime(benchmark_name: str, scored: pd.DataFrame) -> dict[str, Any]:
+    """Accuracy, extraction and box rates (all 0-100) and counts per task; overall = accuracy."""
+    tasks: dict[str, dict[str, Any]] = {}
+    for task, rows in scored.groupby("task", sort=False):
+        tasks[str(task)] = {
+            "score": mean_percent(rows["score"]),
+            "n_scored": len(rows),
+            "n_correct": int(rows["correct"].sum()),
+            "extraction_rate": mean_percent(rows["extracted"].notna().astype(float)),
+            "boxed_rate": mean_percent(rows["boxed"].astype(float)),
+        }
+    return {
+        "benchmark": benchmark_name,
+        "overall": mean_of([entry["score"] for entry in tasks.values()]),
+        "tasks": tasks,
+    }
+
+
+@register_benchmark("aime2024")
+class Aime2024(Benchmark):
+    """AIME 2024 (from `Maxwell-Jia/AIME_2024`); local copy: `<data_path>/aime2024.jsonl`."""
+
+    benchmark_name = "aime2024"
+    all_datasets: ClassVar[list[str]] = ["aime2024"]
+    hub_id = HUB_2024
+
+    def load_subset(self, subset: str) -> pd.DataFrame:
+        return load_aime(HUB_2024, subset, self.data_path)
+
+    def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
+        return score_aime(rows)
+
+    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
+        return aggregate_aime(self.benchmark_name, scored)
+
+    def subset_metrics(self) -> dict[str, str]:
+        return {"aime2024": "accuracy (integer answer)"}
+
+
+@register_benchmark("aime2025")
+class Aime2025(Benchmark):
+    """AIME 2025 (from `yentinglin/aime_2025`); local copy: `<data_path>/aime2025.jsonl`."""
+
+    benchmark_name = "aime2025"
+    all_datasets: ClassVar[list[str]] = ["aime2025"]
+    hub_id = HUB_2025
+
+    def load_subset(self, subset: str) -> pd.DataFrame:
+        return load_aime(HUB_2025, subset, self.data_path)
+
+    def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
+        return score_aime(rows)
+
+    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
+        return aggregate_aime(self.benchmark_name, scored)
+
+    def subset_metrics(self) -> dict[str, str]:
+        return {"aime2025": "accuracy (integer answer)"}

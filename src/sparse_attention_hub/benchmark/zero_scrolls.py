@@ -1,0 +1,252 @@
+"""ZeroSCROLLS (Shaham et al., 2023): ten zero-shot tasks over long texts.
+
+Test gold answers are private (leaderboard only). With `split="test"` (default) nothing is scored:
+each task reports its size and mean response length with `"scored": false`, and the job writes a
+leaderboard file per task, `leaderboard_<task>.json` = `{id: prediction}`, next to metrics.json.
+`split="validation"` (about 20 rows per task, gold in `output`) is scored with the paper's metrics
+(specs/benchmarks.md §6).
+
+Local copy (`data_path`): a directory holding `<task>.jsonl` per task or one `default.jsonl` (or
+`<split>.jsonl`) with every task in a `task` column; rows in the hub schema (`context`, `question`,
+`answer_prefix`, ...) or in the raw `tau/zero_scrolls` schema (`id`, `input`, `output`, the
+`document_end_index` / `query_end_index` offsets), which is split into context, question and
+answer prefix here exactly as the hub dataset was built. Validation rows sharing an `id` are one
+sample with several references.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from sparse_attention_hub.adapters.base import ModelAdapter
+from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
+from sparse_attention_hub.benchmark.registry import register_benchmark
+from sparse_attention_hub.benchmark.results_io import write_json_atomic
+from sparse_attention_hub.benchmark.scorers import rouge_geometric_mean, scrolls_f1
+from sparse_attention_hub.errors import ConfigError, DatasetLoadError
+
+HUB_ID = "simonjegou/zero_scrolls"
+VALIDATION_HUB_ID = "tau/zero_scrolls"
+SPLITS = ("test", "validation")
+MAX_NEW_TOKENS = {
+    "gov_report": 1024,
+    "summ_screen_fd": 512,
+    "qmsum": 512,
+    "squality": 512,
+    "qasper": 128,
+    "narrative_qa": 64,
+    "quality": 10,
+    "musique": 32,
+    "space_digest": 36,
+    "book_sum_sort": 256,
+}
+METRICS = {
+    **dict.fromkeys(("gov_report", "summ_screen_fd", "qmsum", "squality"), "rouge_geometric_mean"),
+    **dict.fromkeys(("qasper", "narrative_qa", "musique"), "f1"),
+    "quality": "accuracy",
+    "space_digest": "exponential_similarity",
+    "book_sum_sort": "concordance_index",
+}
+_OPTION_LETTER = re.compile(r"\b([A-D])\b")
+_PERCENTAGE = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+
+
+def option_letter(text: str) -> str | None:
+    """The first standalone letter A-D (QuALITY's answer), or None."""
+    match = _OPTION_LETTER.search(text)
+    return match.group(1) if match else None
+
+
+def exponential_similarity(prediction: str, gold: str) -> float:
+    """SpaceDigest: 2^(-10 |p - p_hat|) for the first percentages, as fractions; none -> 0."""
+    predicted, expected = _PERCENTAGE.search(prediction), _PERCENTAGE.search(gold)
+    if predicted is None or expected is None:
+        return 0.0
+    return float(2.0 ** (-10.0 * abs(float(predicted.group(1)) - float(expected.group(1))) / 100.0))
+
+
+def summary_order(text: str) -> list[int]:
+    """BookSumSort order: integers after keeping only digits, commas and whitespace."""
+    kept = re.sub(r"[^\d,\s]", "", text)
+    return [int(token) for token in re.split(r"[,\s]+", kept) if token]
+
+
+def concordance_index(prediction: str, gold: str) -> float:
+    """Fraction of the C(n, 2) pairs of the gold order that the prediction keeps in order.
+
+    A prediction that is not a permutation of the gold items scores 0.
+    """
+    predicted, expected = summary_order(prediction), summary_order(gold)
+    if sorted(predicted) != sorted(expected) or len(set(expected)) != len(expected):
+        return 0.0
+    position = {item: index for index, item in enumerate(predicted)}
+    pairs = list(itertools.combinations(expected, 2))
+    if not pairs:
+        return 1.0
+    return sum(position[a] < position[b] for a, b in pairs) / len(pairs)
+
+
+def score_sample(task: str, prediction: str, references: Sequence[str]) -> float:
+    """One validation sample in [0, 1] with its task's metric (max over references)."""
+    metric = METRICS[task]
+    if metric == "rouge_geometric_mean":
+        return rouge_geometric_mean(prediction, references)
+    if metric == "f1":
+        return scrolls_f1(prediction, references)
+    if metric == "accuracy":
+        letter = option_letter(prediction)
+        return float(letter is not None and any(letter == option_letter(r) for r in references))
+    if metric == "exponential_similarity":
+        return max((exponential_similarity(prediction, r) for r in references), default=0.0)
+    return max((concordance_index(prediction, r) for r in references), default=0.0)
+
+
+def split_source_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Raw `tau/zero_scrolls` rows -> context / question / answer_prefix by the stored offsets."""
+    texts = [str(t) for t in frame["input"]]
+    doc_end = [int(v) for v in frame["document_end_index"]]
+    query_end = [int(v) for v in frame["query_end_index"]]
+    return frame.assign(
+        context=[t[:d] for t, d in zip(texts, doc_end, strict=True)],
+        question=[t[d:q] for t, d, q in zip(texts, doc_end, query_end, strict=True)],
+        answer_prefix=[t[q:].strip() for t, q in zip(texts, query_end, strict=True)],
+    )
+
+
+def merge_references(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per `id`, its `answers` = every `output` given for that id, in order."""
+    references: dict[str, list[str]] = {}
+    for sample_id, output in zip(frame["id"], frame["output"], strict=True):
+        references.setdefault(str(sample_id), []).append(str(output))
+    first = frame.drop_duplicates("id", keep="first").drop(columns=["answer"], errors="ignore")
+    return first.assign(answers=[references[str(i)] for i in first["id"]])
+
+
+@register_benchmark("zero_scrolls")
+class ZeroScrolls(Benchmark):
+    """ZeroSCROLLS; `split` = "test" (leaderboard files, no score) or "validation" (scored)."""
+
+    benchmark_name = "zero_scrolls"
+    all_datasets: ClassVar[list[str]] = list(MAX_NEW_TOKENS)
+    hub_id = HUB_ID
+
+    def __init__(
+        self,
+        subsets_to_run: Sequence[str] | None = None,
+        data_path: str | Path | None = None,
+        *,
+        split: str = "test",
+    ) -> None:
+        if split not in SPLITS:
+            raise ConfigError(f"zero_scrolls split {split!r} is not one of {', '.join(SPLITS)}")
+        super().__init__(subsets_to_run, data_path)
+        self.split = split
+        self._hub_test_table: pd.DataFrame | None = None
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "split": self.split}
+
+    def subset_metrics(self) -> dict[str, str]:
+        if self.split == "test":
+            return dict.fromkeys(
+                self.all_datasets, "none (test answers are private; leaderboard file)"
+            )
+        return dict(METRICS)
+
+    # ----- loading -------------------------------------------------------------------------
+    def _table(self, subset: str) -> pd.DataFrame:
+        if self.data_path is not None:
+            return load_table(
+                HUB_ID, None, self.split, self.data_path, [subset, "default", self.split]
+            )
+        if self.split == "validation":
+            return load_table(VALIDATION_HUB_ID, subset, "validation", None, [])
+        if self._hub_test_table is None:  # one config holds all ten tasks: load it once
+            self._hub_test_table = load_table(HUB_ID, "default", "test", None, [])
+        return self._hub_test_table
+
+    def load_subset(self, subset: str) -> pd.DataFrame:
+        frame = self._table(subset)
+        if "task" in frame.columns:
+            frame = frame[frame["task"] == subset]
+        if frame.empty:
+            raise DatasetLoadError(f"zero_scrolls ({self.split}) has no rows of task {subset!r}")
+        if "context" not in frame.columns:
+            frame = split_source_rows(frame)
+        if self.split == "validation" and "output" in frame.columns:
+            frame = merge_references(frame)
+        if "max_new_tokens" not in frame.columns:
+            frame = frame.assign(max_new_tokens=MAX_NEW_TOKENS[subset])
+        return normalise_rows(frame, subset)
+
+    # ----- scoring -------------------------------------------------------------------------
+    def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
+        predictions = [str(p) for p in rows["prediction"]]
+        chars = [len(p) for p in predictions]
+        if self.split == "test":
+            return pd.DataFrame(
+                {"response_chars": chars, "score": [None] * len(rows)}, index=rows.index
+            )
+        scores = [
+            score_sample(task, prediction, list(answers))
+            for prediction, answers in zip(predictions, rows["answers"], strict=True)
+        ]
+        return pd.DataFrame({"response_chars": chars, "score": scores}, index=rows.index)
+
+    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
+        tasks: dict[str, dict[str, Any]] = {}
+        for task, rows in scored.groupby("task", sort=False):
+            entry: dict[str, Any] = {
+                "n": len(rows),
+                "mean_response_chars": float(rows["response_chars"].mean()),
+            }
+            if self.split == "test":
+                entry |= {"score": None, "n_scored": 0, "scored": False}
+                entry["leaderboard_file"] = leaderboard_name(str(task))
+            else:
+                entry |= {
+                    "score": mean_percent(rows["score"]),
+                    "n_scored": int(rows["score"].notna().sum()),
+                    "scored": True,
+                    "metric": METRICS[str(task)],
+                }
+            tasks[str(task)] = entry
+        return {
+            "benchmark": self.benchmark_name,
+            "split": self.split,
+            "scored": self.split != "test",
+            "overall": mean_of([entry["score"] for entry in tasks.values()]),
+            "tasks": tasks,
+        }
+
+    def run_benchmark(
+        self,
+        adapter: ModelAdapter,
+        result_dir: str | Path,
+        generation_kwargs: Mapping[str, Any] | None = None,
+        request_kwargs: Mapping[str, Any] | None = None,
+        job_info: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The base run, then (test split) one leaderboard file per task: `{id: prediction}`."""
+        metrics = super().run_benchmark(
+            adapter, result_dir, generation_kwargs, request_kwargs, job_info
+        )
+        if self.split == "test":
+            for task, rows in self.last_scored.groupby("task", sort=False):
+                submission = dict(
+                    zip(rows["sample_id"].astype(str), rows["prediction"].astype(str), strict=True)
+                )
+                write_json_atomic(Path(result_dir) / leaderboard_name(str(task)), submission)
+        return metrics
+
+
+def leaderboard_name(task: str) -> str:
+    """File name of a task's leaderboard submission inside the job's result directory."""
+    return f"leaderboard_{task}.json"
