@@ -135,15 +135,20 @@ def _last_letter(prediction: str, letters: str) -> str | None:
     return found[-1] if found else None
 
 
-def lenient_choice(prediction: str, label: list[str], letters: str) -> bool:
-    """The last standalone option letter in the prediction is the label letter."""
-    return _last_letter(prediction, letters) == label[1]
+def lenient_code_debug(prediction: str, label: list[str]) -> bool:
+    """Official rule, or the last standalone letter A-J is the label letter."""
+    return code_debug(prediction, label) or _last_letter(prediction, "A-J") == label[1]
 
 
-def lenient_dialogue(prediction: str, label: list[str]) -> bool:
-    """Any reference name occurs (upper-cased) anywhere in the upper-cased prediction."""
+def lenient_longbook_choice(prediction: str, label: list[str]) -> bool:
+    """Official rule, or the last standalone letter A-D is the label letter."""
+    return longbook_choice(prediction, label) or _last_letter(prediction, "A-D") == label[1]
+
+
+def lenient_longdialogue(prediction: str, label: list[str]) -> bool:
+    """Official rule, or any reference name occurs in the upper-cased prediction."""
     upper = prediction.upper()
-    return any(name.upper() in upper for name in label)
+    return longdialogue(prediction, label) or any(name.upper() in upper for name in label)
 
 
 SCORERS: dict[str, Callable[[str, Any], float]] = {
@@ -158,7 +163,7 @@ SCORERS: dict[str, Callable[[str, Any], float]] = {
     "longbook_choice_eng": longbook_choice,
 }
 LENIENT: dict[str, Callable[[str, Any], bool]] = {
-    "code_debug": lambda p, label: lenient_choice(p, label, "A-J"),
-    "longbook_choice_eng": lambda p, label: lenient_choice(p, label, "A-D"),
-    "longdialogue_qa_eng": lenient_dialogue,
+    "code_debug": lenient_code_debug,
+    "longbook_choice_eng": lenient_longbook_choice,
+    "longdialogue_qa_eng": lenient_longdialogue,
 }
