@@ -91,7 +91,8 @@ def text_metrics(
 ) -> tuple[dict[str, float | None], list[str]]:
     """BLEU-1/4, ROUGE-1/2/L recall and METEOR of one answer, and the metrics that raised.
 
-    An empty prediction is scored as the text "None" (as LooGLE does); a metric that raises
+    An empty (or all-whitespace) prediction is scored as the text "None" (as LooGLE does); a
+    metric that raises
     gives 0 for this row and is named in the returned list.
     """
     hypothesis = prediction if prediction.strip() else "None"
