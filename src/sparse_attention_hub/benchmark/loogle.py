@@ -92,8 +92,7 @@ def text_metrics(
     """BLEU-1/4, ROUGE-1/2/L recall and METEOR of one answer, and the metrics that raised.
 
     An empty (or all-whitespace) prediction is scored as the text "None" (as LooGLE does); a
-    metric that raises
-    gives 0 for this row and is named in the returned list.
+    metric that raises gives 0 for this row and is named in the returned list.
     """
     hypothesis = prediction if prediction.strip() else "None"
     hyp_tokens = hypothesis.replace("\n", " ").split()
