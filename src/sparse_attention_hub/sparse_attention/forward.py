@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from sparse_attention_hub.sparse_attention.attention import allowed_entries, weighted_attention
+from sparse_attention_hub.sparse_attention.attention import weighted_attention
 from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig
 from sparse_attention_hub.sparse_attention.maskers.base import MaskInputs
 from sparse_attention_hub.sparse_attention.state import SparseState
@@ -50,24 +50,20 @@ def sparse_attention_forward(
             f"expected query (B, H, Q, D) and key/value (B, H_kv, N, D), got "
             f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
         )
-    batch, heads, q_len, _ = query.shape
+    heads, q_len = query.shape[1], query.shape[2]
     kv_heads, k_len = key.shape[1], key.shape[2]
     if heads % kv_heads:
         raise ValueError(f"query heads {heads} are not a multiple of KV heads {kv_heads}")
-    allowed, bias = allowed_entries(attention_mask, q_len, k_len, query.device)
-    allowed = allowed.expand(batch, heads, q_len, k_len)
     state.begin_call(layer_idx, k_len - q_len)
-    seed = config.seed if config is not None else 0
-    inputs = MaskInputs(
-        queries=query.float(),
-        keys=key.float(),
-        values=value.float(),
-        allowed=allowed,
-        bias=bias,
-        scaling=scaling,
+    inputs = MaskInputs.build(
+        query,
+        key,
+        value,
+        attention_mask,
+        scaling,
         layer_idx=layer_idx,
         state=state,
-        seed=seed,
+        seed=config.seed if config is not None else 0,
     )
     dense = config is None or not config.masker_configs or layer_idx in config.dense_layers
     mask = None if dense or config is None else build_mask(config, inputs)
@@ -75,10 +71,10 @@ def sparse_attention_forward(
         inputs.queries,
         inputs.keys,
         inputs.values,
-        allowed,
+        inputs.allowed,
         scaling,
         mask,
-        bias,
+        inputs.bias,
         logits=inputs.logits,
         out_dtype=torch.float32,
     )

@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from sparse_attention_hub.registry import Registry
-from sparse_attention_hub.sparse_attention.attention import attention_logits
+from sparse_attention_hub.sparse_attention.attention import allowed_entries, attention_logits
 from sparse_attention_hub.sparse_attention.state import SparseState
 
 
@@ -42,6 +42,35 @@ class MaskInputs:
     state: SparseState
     seed: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float,
+        *,
+        layer_idx: int,
+        state: SparseState,
+        seed: int = 0,
+    ) -> MaskInputs:
+        """Float32 inputs of one call from what transformers passes an attention function."""
+        batch, heads, q_len, _ = query.shape
+        k_len = key.shape[2]
+        allowed, bias = allowed_entries(attention_mask, q_len, k_len, query.device)
+        return cls(
+            queries=query.float(),
+            keys=key.float(),
+            values=value.float(),
+            allowed=allowed.expand(batch, heads, q_len, k_len),
+            bias=bias,
+            scaling=scaling,
+            layer_idx=layer_idx,
+            state=state,
+            seed=seed,
+        )
 
     @property
     def n_queries(self) -> int:

@@ -78,7 +78,9 @@ class DoubleSparsityTopKConfig(MaskerConfig):
 
     def channels(self, layer_idx: int, dim: int, heads: int, kv_heads: int) -> torch.Tensor:
         """The first r channels of every query head for one layer, `(heads, r)` int64."""
-        return _layer_channels(self, layer_idx, dim, heads, kv_heads)
+        path = self.sorted_channel_file
+        mtime = os.stat(path).st_mtime_ns if os.path.isfile(path) else 0
+        return _layer_channels(self, layer_idx, dim, heads, kv_heads, mtime)
 
     def referenced_files(self) -> list[str]:
         return [self.sorted_channel_file]
@@ -89,8 +91,14 @@ class DoubleSparsityTopKConfig(MaskerConfig):
 
 @lru_cache(maxsize=256)
 def _layer_channels(
-    config: DoubleSparsityTopKConfig, layer_idx: int, dim: int, heads: int, kv_heads: int
+    config: DoubleSparsityTopKConfig,
+    layer_idx: int,
+    dim: int,
+    heads: int,
+    kv_heads: int,
+    mtime: int,
 ) -> torch.Tensor:
+    del mtime  # part of the cache key only
     path = config.sorted_channel_file
     if dim % config.group_factor:
         raise ConfigError(f"group_factor {config.group_factor} does not divide head_dim {dim}")

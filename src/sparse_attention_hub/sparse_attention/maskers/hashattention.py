@@ -106,7 +106,10 @@ class HashAttentionTopKConfig(MaskerConfig):
         self, layer_idx: int, dim: int, heads: int, device: torch.device
     ) -> tuple[Mlp, Mlp]:
         """Validated (query MLP, key MLP) of one layer on `device` (moved once, then cached)."""
-        return _layer_weights(self, layer_idx, dim, heads, str(device))
+        mtime = (
+            os.stat(self.hat_weight_file).st_mtime_ns if os.path.isfile(self.hat_weight_file) else 0
+        )
+        return _layer_weights(self, layer_idx, dim, heads, str(device), mtime)
 
     def referenced_files(self) -> list[str]:
         return [self.hat_weight_file]
@@ -117,8 +120,9 @@ class HashAttentionTopKConfig(MaskerConfig):
 
 @lru_cache(maxsize=256)
 def _layer_weights(
-    config: HashAttentionTopKConfig, layer_idx: int, dim: int, heads: int, device: str
+    config: HashAttentionTopKConfig, layer_idx: int, dim: int, heads: int, device: str, mtime: int
 ) -> tuple[Mlp, Mlp]:
+    del mtime  # part of the cache key only
     tensors = load_weights(config.hat_weight_file)
     mlps = []
     for role in ("query", "key"):

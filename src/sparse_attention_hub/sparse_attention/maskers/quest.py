@@ -39,6 +39,16 @@ def page_bounds(keys: torch.Tensor, page_size: int, label_bits: int) -> torch.Te
     return torch.cat([low, high], dim=-1)
 
 
+def page_scores(queries: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Upper bound of q . k per page: sum_d max(q_d m_d, q_d M_d), `(batch, heads, q_len, pages)`.
+
+    Computed as q+ . M + q- . m (positive / negative parts of q): two matmuls, no 5-D tensor.
+    `low` / `high` are per query head, `(batch, heads, pages, dim)`.
+    """
+    scores = queries.clamp(min=0) @ high.transpose(-1, -2)
+    return scores + queries.clamp(max=0) @ low.transpose(-1, -2)
+
+
 @MASKERS.register("quest")
 class QuestTopKConfig(MaskerConfig):
     """Selects the ceil(K / page_size) pages with the highest upper bound of q . k."""
@@ -58,8 +68,7 @@ class QuestTopKConfig(MaskerConfig):
         dim = inputs.queries.shape[-1]
         low = inputs.per_query_head(bounds[..., :dim])  # (B, H, pages, D)
         high = inputs.per_query_head(bounds[..., dim:])
-        q = inputs.queries.unsqueeze(-2)  # (B, H, Q, 1, D)
-        scores = torch.maximum(q * low.unsqueeze(2), q * high.unsqueeze(2)).sum(dim=-1)
+        scores = page_scores(inputs.queries, low, high)
         pad = n_pages * size - n_keys
         allowed = F.pad(inputs.allowed, (0, pad), value=False)
         page_allowed = allowed.view(*allowed.shape[:-1], n_pages, size).any(dim=-1)

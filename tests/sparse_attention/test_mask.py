@@ -1,0 +1,84 @@
+"""Mask algebra: union, exact top-k with ties, uniform sampling, pseudo-quantisation."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparse_attention_hub.sparse_attention import pseudo_quantize
+from sparse_attention_hub.sparse_attention.mask import sample_select, topk_select, union
+
+FAST = settings(max_examples=30, deadline=None)
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 4), cols=st.integers(1, 30))
+def test_union_is_monotone_and_clamped(seed: int, rows: int, cols: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    previous = torch.rand(rows, cols, generator=generator) * (
+        torch.rand(rows, cols, generator=generator) > 0.5
+    )
+    new = torch.rand(rows, cols, generator=generator) * 1.5
+    before = previous.clone()
+    result = union(previous, new)
+    assert torch.equal(previous, before)  # never edited in place
+    assert (result >= previous).all() and (result <= 1).all() and (result >= 0).all()
+    assert result.dtype == torch.float32
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    cols=st.integers(1, 25),
+    k=st.integers(0, 30),
+    levels=st.integers(1, 6),
+)
+def test_topk_select_matches_definition_with_ties_to_lower_index(
+    seed: int, cols: int, k: int, levels: int
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, levels, (3, cols), generator=generator).float()  # many ties
+    eligible = torch.rand(3, cols, generator=generator) > 0.3
+    chosen = topk_select(scores, eligible, k)
+    for row in range(3):
+        ranked = sorted(
+            (j for j in range(cols) if eligible[row, j]), key=lambda j: (-scores[row, j].item(), j)
+        )
+        expected = set(ranked[:k])
+        assert set(torch.nonzero(chosen[row]).flatten().tolist()) == expected
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), cols=st.integers(1, 30))
+def test_sample_select_draws_exact_counts_of_eligible(seed: int, cols: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    eligible = torch.rand(4, cols, generator=generator) > 0.4
+    available = eligible.sum(-1)
+    counts = (available.float() * torch.rand(4, generator=generator)).long()
+    chosen = sample_select(eligible, counts, torch.Generator().manual_seed(seed))
+    assert torch.equal(chosen.sum(-1), counts)
+    assert not (chosen & ~eligible).any()
+    again = sample_select(eligible, counts, torch.Generator().manual_seed(seed))
+    assert torch.equal(chosen, again)  # seeded
+
+
+def test_sample_select_is_uniform() -> None:
+    eligible = torch.tensor([[True, False, True, True, True]])
+    hits = torch.zeros(5)
+    draws = 2000
+    for seed in range(draws):
+        hits += sample_select(eligible, torch.tensor([2]), torch.Generator().manual_seed(seed))[0]
+    frequency = hits / draws
+    assert frequency[1] == 0
+    assert torch.allclose(frequency[[0, 2, 3, 4]], torch.full((4,), 0.5), atol=0.05)
+
+
+def test_pseudo_quantize_hand_computed() -> None:
+    x = torch.tensor([[0.0, 0.4, 1.0, 3.0]])
+    # 1 bit: levels {0, 3}; 2 bits: levels {0, 1, 2, 3}
+    assert torch.allclose(pseudo_quantize(x, 1), torch.tensor([[0.0, 0.0, 0.0, 3.0]]))
+    assert torch.allclose(pseudo_quantize(x, 2), torch.tensor([[0.0, 0.0, 1.0, 3.0]]))
+    assert torch.equal(pseudo_quantize(x, 16), x)
+    constant = torch.full((1, 3), 2.5)
+    assert torch.equal(pseudo_quantize(constant, 4), constant)  # range 0 counts as 1
