@@ -156,7 +156,8 @@ def test_a_raising_scorer_is_an_error_not_a_zero() -> None:
         {
             "task": ["code_debug", "passkey"],
             "prediction": ["B.", "123"],
-            "label": [["B"], ["123"]],  # a malformed choice label: unpacking raises
+            "answers": [["E"], ["123"]],  # no option line "E. ..." in the question: raises
+            "question": ["Which?\nA. f\nB. g\nC. h\nD. i", "What is the pass key?"],
         }
     )
     metrics = InfiniteBench().post_run_evaluate(results)
@@ -202,3 +203,8 @@ def test_end_to_end_all_tasks(tmp_path: Path) -> None:
     assert (metrics["scale"], metrics["errors"], metrics["missing_subsets"]) == ("0-100", {}, [])
     raw = read_raw_results(tmp_path / "raw_results.csv")
     assert len(raw) == 19 and set(raw["score"]) == {0.0, 1.0, 2 / 3}
+    # scoring is a pure function of the saved results: re-scoring the CSV gives the same metrics
+    rescored = InfiniteBench().post_run_evaluate(raw.drop(columns=["score", "score_lenient"]))
+    for task, entry in rescored["tasks"].items():
+        assert entry["score"] == pytest.approx(tasks[task]["score"]), task
+        assert entry.get("score_lenient") == tasks[task].get("score_lenient")

@@ -278,6 +278,9 @@ def test_end_to_end_all_34_subsets(tmp_path: Path) -> None:
 
     raw = read_raw_results(tmp_path / "raw_results.csv")
     assert len(raw) == len(samples) and raw["score"].between(0, 1).all()
+    rescored = LongBench().post_run_evaluate(raw.drop(columns=["score", "length_bucket"]))
+    assert rescored["overall"] == pytest.approx(saved["overall"])
+    assert rescored["buckets"]["extended"] == extended
     assert set(raw["subset"]) == set(bench.all_datasets)
     config = json.loads((tmp_path / "config.json").read_text())
     assert "difflib" in config["benchmark_options"]["scorers"]["fuzz_ratio"]

@@ -67,15 +67,18 @@ class InfiniteBench(Benchmark):
             raise ValueError(f"unknown InfiniteBench task {task!r}; known: {', '.join(SCORERS)}")
         scorer = SCORERS[task]
         predictions = [str(p) for p in rows["prediction"]]
-        scores = [
-            float(scorer(p, label)) for p, label in zip(predictions, rows["label"], strict=True)
+        # Rebuilt from answers + question (not read from `label`), so re-scoring a saved
+        # raw_results.csv, where `label` is text, gives the same numbers.
+        labels = [
+            normalise_label(task, loading.as_str_list(answers), str(question))
+            for answers, question in zip(rows["answers"], rows["question"], strict=True)
         ]
+        scores = [float(scorer(p, label)) for p, label in zip(predictions, labels, strict=True)]
         columns: dict[str, list[float]] = {"score": scores}
         if task in LENIENT:
             lenient = LENIENT[task]
             columns["score_lenient"] = [
-                float(lenient(p, label))
-                for p, label in zip(predictions, rows["label"], strict=True)
+                float(lenient(p, label)) for p, label in zip(predictions, labels, strict=True)
             ]
         return pd.DataFrame(columns, index=rows.index)
 
