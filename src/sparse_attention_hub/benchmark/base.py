@@ -190,7 +190,8 @@ class Benchmark(ABC):
     # ----- scoring -----------------------------------------------------------------------
     def post_run_evaluate(self, results_df: pd.DataFrame) -> dict[str, Any]:
         """Score saved predictions (a pure function of them); a failing task records its error."""
-        scored_parts = []
+        scored_parts: list[pd.DataFrame] = []
+        failed_parts: list[pd.DataFrame] = []
         errors: dict[str, str] = {}
         for task, rows in results_df.groupby("task", sort=False):
             try:
@@ -198,11 +199,13 @@ class Benchmark(ABC):
             except Exception as exc:  # one task's scorer must not cost the others their scores
                 logger.exception("scoring task %s failed", task)
                 errors[str(task)] = f"{type(exc).__name__}: {exc}"
+                failed_parts.append(rows.assign(score=float("nan")))
                 continue
             scored_parts.append(rows.assign(**{c: per_sample[c] for c in per_sample.columns}))
         scored = pd.concat(scored_parts) if scored_parts else results_df.iloc[0:0].assign(score=[])
-        self.last_scored = scored.sort_index()
-        metrics = self.aggregate(self.last_scored)
+        # raw_results keeps every prediction, including those of tasks whose scorer failed.
+        self.last_scored = pd.concat([scored, *failed_parts]).sort_index()
+        metrics = self.aggregate(scored.sort_index())
         metrics.setdefault("benchmark", self.benchmark_name)
         metrics.setdefault("scale", "0-100")
         metrics.setdefault("buckets", {})
