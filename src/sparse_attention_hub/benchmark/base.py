@@ -110,7 +110,9 @@ class Benchmark(ABC):
         request_kwargs = dict(request_kwargs or {})
         unknown = sorted(set(request_kwargs) - set(REQUEST_KWARGS))
         if unknown:
-            raise ConfigError(f"unknown request_kwargs {unknown}; allowed: {', '.join(REQUEST_KWARGS)}")
+            raise ConfigError(
+                f"unknown request_kwargs {unknown}; allowed: {', '.join(REQUEST_KWARGS)}"
+            )
         result_path = Path(result_dir)
         result_path.mkdir(parents=True, exist_ok=True)
 
@@ -126,16 +128,22 @@ class Benchmark(ABC):
         )
         predictions_file = result_path / "predictions.jsonl"
         done = read_predictions(predictions_file)
-        todo = [g for g in groups if any(samples.at[i, "sample_id"] not in done for i in g.row_indices)]
+        todo = [
+            g for g in groups if any(samples.at[i, "sample_id"] not in done for i in g.row_indices)
+        ]
         logger.info(
             "%s: %d samples, %d already predicted, %d requests to run",
-            self.benchmark_name, len(selected), len(selected) - sum(
-                1 for g in todo for i in g.row_indices if samples.at[i, "sample_id"] not in done
-            ), len(todo),
+            self.benchmark_name,
+            len(selected),
+            len(selected)
+            - sum(1 for g in todo for i in g.row_indices if samples.at[i, "sample_id"] not in done),
+            len(todo),
         )
         adapter.start_statistics(result_path / "attention_stats.jsonl")
         for group in todo:
-            self._run_group(adapter, samples, group, done, generation_kwargs, request_kwargs, predictions_file)
+            self._run_group(
+                adapter, samples, group, done, generation_kwargs, request_kwargs, predictions_file
+            )
 
         results = selected.copy()
         results["prediction"] = [done[sid]["prediction"] for sid in results["sample_id"]]
@@ -178,7 +186,10 @@ class Benchmark(ABC):
         answers = response.response_list()
         if len(answers) != len(ids):
             raise RuntimeError(f"adapter returned {len(answers)} answers for {len(ids)} questions")
-        records = [{"sample_id": sid, "prediction": answer} for sid, answer in zip(ids, answers)]
+        records = [
+            {"sample_id": sid, "prediction": answer}
+            for sid, answer in zip(ids, answers, strict=True)
+        ]
         truncated = response.info.get("truncated_tokens")
         if truncated is not None:
             for record in records:
@@ -196,6 +207,8 @@ class Benchmark(ABC):
         for task, rows in results_df.groupby("task", sort=False):
             try:
                 per_sample = self.score_task(str(task), rows)
+                if not per_sample.index.equals(rows.index):  # else assign() would fill NaN
+                    raise ValueError(f"score_task({task!r}) returned a frame not indexed like rows")
             except Exception as exc:  # one task's scorer must not cost the others their scores
                 logger.exception("scoring task %s failed", task)
                 errors[str(task)] = f"{type(exc).__name__}: {exc}"
@@ -218,10 +231,17 @@ class Benchmark(ABC):
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
         """Macro average: task score = 100 x mean per-sample score, overall = mean of tasks."""
         tasks = {
-            str(task): {"score": mean_percent(rows["score"]), "n_scored": int(rows["score"].notna().sum())}
+            str(task): {
+                "score": mean_percent(rows["score"]),
+                "n_scored": int(rows["score"].notna().sum()),
+            }
             for task, rows in scored.groupby("task", sort=False)
         }
-        return {"benchmark": self.benchmark_name, "overall": mean_of([t["score"] for t in tasks.values()]), "tasks": tasks}
+        return {
+            "benchmark": self.benchmark_name,
+            "overall": mean_of([t["score"] for t in tasks.values()]),
+            "tasks": tasks,
+        }
 
     def _config_record(
         self,

@@ -25,7 +25,12 @@ def group_requests(samples: pd.DataFrame) -> list[RequestGroup]:
     order: dict[tuple[str, str, str, int], list[int]] = {}
     subsets = samples["subset"] if "subset" in samples.columns else samples["task"]
     for index, subset, context, prefix, cap in zip(
-        samples.index, subsets, samples["context"], samples["answer_prefix"], samples["max_new_tokens"]
+        samples.index,
+        subsets,
+        samples["context"],
+        samples["answer_prefix"],
+        samples["max_new_tokens"],
+        strict=True,
     ):
         order.setdefault((str(subset), str(context), str(prefix), int(cap)), []).append(int(index))
     return [RequestGroup(s, c, p, m, tuple(rows)) for (s, c, p, m), rows in order.items()]

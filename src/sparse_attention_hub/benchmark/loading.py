@@ -15,7 +15,15 @@ from sparse_attention_hub.errors import DatasetLoadError
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = ("sample_id", "context", "question", "answer_prefix", "answers", "max_new_tokens", "task")
+REQUIRED_COLUMNS = (
+    "sample_id",
+    "context",
+    "question",
+    "answer_prefix",
+    "answers",
+    "max_new_tokens",
+    "task",
+)
 LOCAL_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv")
 
 
@@ -103,7 +111,11 @@ def load_table(
 
 
 def normalise_rows(
-    frame: pd.DataFrame, subset: str, *, task: str | None = None, id_columns: tuple[str, ...] = ("_id", "id")
+    frame: pd.DataFrame,
+    subset: str,
+    *,
+    task: str | None = None,
+    id_columns: tuple[str, ...] = ("_id", "id"),
 ) -> pd.DataFrame:
     """Apply the shared row schema: python values, `answers` as list[str], stable `sample_id`."""
     frame = frame.reset_index(drop=True).copy()

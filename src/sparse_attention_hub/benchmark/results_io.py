@@ -14,6 +14,10 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
+# Columns read back as text whatever they hold, and columns that are numbers even when all blank.
+TEXT_COLUMNS = ("sample_id", "prediction", "context", "question", "answer_prefix", "task", "subset")
+NUMERIC_COLUMNS = ("score",)
+
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`."""
@@ -80,9 +84,25 @@ def write_raw_results(path: Path, frame: pd.DataFrame) -> None:
 
 
 def read_raw_results(path: Path, json_columns: Iterable[str] = ("answers",)) -> pd.DataFrame:
-    """Read `raw_results.csv` back, decoding the JSON-encoded list columns."""
-    frame = pd.read_csv(path, keep_default_na=False, dtype={"sample_id": str, "prediction": str})
-    for column in json_columns:
-        if column in frame.columns:
-            frame[column] = [json.loads(v) if isinstance(v, str) and v else [] for v in frame[column]]
+    """Read `raw_results.csv` back, decoding the JSON-encoded list columns.
+
+    Text is never parsed as missing (a prediction `"None"` or `""` stays text); a numeric column
+    with blank cells (a task whose scorer failed has no `score`) comes back as floats with NaN.
+    """
+    json_columns = tuple(json_columns)
+    frame = pd.read_csv(path, keep_default_na=False, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+    for column in frame.columns:
+        if column in json_columns:
+            frame[column] = [
+                json.loads(v) if isinstance(v, str) and v else [] for v in frame[column]
+            ]
+        elif column not in TEXT_COLUMNS and not pd.api.types.is_numeric_dtype(frame[column]):
+            blank = frame[column] == ""
+            numbers = pd.to_numeric(frame[column].where(~blank), errors="coerce")
+            if (
+                blank.any()
+                and numbers.notna().sum() == (~blank).sum()
+                and (column in NUMERIC_COLUMNS or not blank.all())
+            ):
+                frame[column] = numbers
     return frame
