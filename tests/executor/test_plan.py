@@ -43,8 +43,11 @@ def test_expansion_one_job_per_cell_with_sanitised_paths(tmp_path: Path) -> None
 
 
 def test_subsets_default_to_all(tmp_path: Path) -> None:
-    jobs = plan(make_spec(tmp_path, models=["m"], sparse_configs=[["dense", None]],
-                          benchmarks=[{"name": BENCH}]))
+    jobs = plan(
+        make_spec(
+            tmp_path, models=["m"], sparse_configs=[["dense", None]], benchmarks=[{"name": BENCH}]
+        )
+    )
     assert [j.subset for j in jobs] == list(get_benchmark_class(BENCH).all_datasets)
 
 
@@ -134,7 +137,11 @@ def test_fingerprint_is_stable_and_covers_every_input(tmp_path: Path) -> None:
         {"generation_kwargs": {"max_new_tokens": 8}},
         {"request_kwargs": {"max_requests": 2}},
         {"adapter": {"factory": FACTORY, "model_kwargs": {"delay_s": 1}}},
-        {"benchmarks": [{"name": BENCH, "subsets": ["qasper", "trec"], "data_path": str(tmp_path)}]},
+        {
+            "benchmarks": [
+                {"name": BENCH, "subsets": ["qasper", "trec"], "data_path": str(tmp_path)}
+            ]
+        },
     ]
     for change in changes:
         changed = {j.job_id: j.fingerprint for j in plan(make_spec(tmp_path, **change))}
@@ -147,10 +154,24 @@ def test_sparse_config_fingerprint_changes_the_job(tmp_path: Path) -> None:
 
     dense = plan(make_spec(tmp_path, sparse_configs=[["m", None]]))
     streaming = plan(make_spec(tmp_path, sparse_configs=[["m", "streaming"]]))
-    custom = plan(make_spec(tmp_path, sparse_configs={"m": {"masker_configs": [
-        {"type": "sink", "sink_size": 4}, {"type": "local", "window_size": 16}]}}))
-    prints = {j.fingerprint for j in dense} | {j.fingerprint for j in streaming} | {
-        j.fingerprint for j in custom}
+    custom = plan(
+        make_spec(
+            tmp_path,
+            sparse_configs={
+                "m": {
+                    "masker_configs": [
+                        {"type": "sink", "sink_size": 4},
+                        {"type": "local", "window_size": 16},
+                    ]
+                }
+            },
+        )
+    )
+    prints = (
+        {j.fingerprint for j in dense}
+        | {j.fingerprint for j in streaming}
+        | {j.fingerprint for j in custom}
+    )
     assert len(prints) == 3 * len(dense)
     assert streaming[0].sparse_config == get_preset("streaming")
 

@@ -1,11 +1,11 @@
 """`BenchmarkExecutor`: plan the matrix, run what is missing, write the run's records.
 
-    executor = BenchmarkExecutor(gpu_ids=[0, 1], max_concurrent_runs=4, base_result_dir="results")
-    results = executor.run_benchmark_matrix(
-        model_names=["smollm2-135m-instruct"],
-        sparse_attention_configs=[("dense", None), ("streaming", get_preset("streaming_llm"))],
-        benchmark_configs=[BenchmarkConfig("ruler_synthetic", ["niah_single_1"])],
-    )
+executor = BenchmarkExecutor(gpu_ids=[0, 1], max_concurrent_runs=4, base_result_dir="results")
+results = executor.run_benchmark_matrix(
+    model_names=["smollm2-135m-instruct"],
+    sparse_attention_configs=[("dense", None), ("streaming", get_preset("streaming_llm"))],
+    benchmark_configs=[BenchmarkConfig("ruler_synthetic", ["niah_single_1"])],
+)
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class BenchmarkExecutor:
             max_retries=max_retries,
             job_timeout_s=job_timeout_s,
             gpu_memory_fraction=gpu_memory_fraction,
-            backend=backend,  # type: ignore[arg-type]
+            backend=backend,
         )
         self.base_result_dir = Path(base_result_dir)
         self.rerun_failed = rerun_failed
@@ -78,7 +78,10 @@ class BenchmarkExecutor:
 
     @classmethod
     def from_spec(cls, spec: ExperimentSpec, **overrides: Any) -> BenchmarkExecutor:
-        options: dict[str, Any] = {**spec.execution.model_dump(), "base_result_dir": spec.result_dir}
+        options: dict[str, Any] = {
+            **spec.execution.model_dump(),
+            "base_result_dir": spec.result_dir,
+        }
         options.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**options)
 
@@ -132,8 +135,13 @@ class BenchmarkExecutor:
             self.execution.backend, slots, gpu_memory_fraction=self.execution.gpu_memory_fraction
         )
         recorder = RunRecorder(base, run_id, display=self._display())
-        recorder.event("run_started", planned=len(jobs), to_run=len(todo), backend=self.execution.backend,
-                       slots=[s.device for s in slots])
+        recorder.event(
+            "run_started",
+            planned=len(jobs),
+            to_run=len(todo),
+            backend=self.execution.backend,
+            slots=[s.device for s in slots],
+        )
         scheduler = Scheduler(
             todo,
             backend,
@@ -172,8 +180,12 @@ class BenchmarkExecutor:
 
 def _unrun_record(job: Job) -> JobRecord:
     return JobRecord(
-        job_id=job.job_id, model=job.model, sparse_config=job.sparse_name,
-        benchmark=job.benchmark, subset=job.subset, state=job.state.value,
+        job_id=job.job_id,
+        model=job.model,
+        sparse_config=job.sparse_name,
+        benchmark=job.benchmark,
+        subset=job.subset,
+        state=job.state.value,
     )
 
 

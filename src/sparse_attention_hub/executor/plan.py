@@ -59,7 +59,9 @@ class Job:
 
 
 def canonical_json(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    )
 
 
 def fingerprint_of(payload: Any) -> str:
@@ -103,12 +105,8 @@ def plan(spec: ExperimentSpec, result_dir: str | Path | None = None) -> list[Job
                 instances[(index, subset)] = instance.options()
         except (ConfigError, TypeError, ValueError) as exc:
             problems.append(f"benchmark {bench.name!r}: {exc}")
-    names = {
-        "model": [m for m in spec.models],
-        "sparse config": [n for n, _ in spec.sparse_configs],
-    }
-    for kind, values in names.items():
-        problems += _check_sanitized(kind, values)
+    problems += _check_sanitized("model", spec.models)
+    problems += _check_sanitized("sparse config", [name for name, _ in spec.sparse_configs])
     if problems:
         raise ConfigError(_bullet(problems))
 
@@ -131,7 +129,11 @@ def plan(spec: ExperimentSpec, result_dir: str | Path | None = None) -> list[Job
                         "version": version,
                     }
                     job_id = "/".join(
-                        (sanitize(model), sanitize(sparse_name), f"{sanitize(bench.name)}_{sanitize(subset)}")
+                        (
+                            sanitize(model),
+                            sanitize(sparse_name),
+                            f"{sanitize(bench.name)}_{sanitize(subset)}",
+                        )
                     )
                     job_dir = base / job_id
                     fingerprint = fingerprint_of(inputs)
@@ -223,7 +225,8 @@ def _check_result_dir(base: Path) -> list[str]:
 
 
 def _check_sanitized(kind: str, values: list[str]) -> list[str]:
-    problems, seen = [], {}
+    problems: list[str] = []
+    seen: dict[str, str] = {}
     for value in values:
         try:
             safe = sanitize(value)
@@ -231,10 +234,14 @@ def _check_sanitized(kind: str, values: list[str]) -> list[str]:
             problems.append(f"{kind}: {exc}")
             continue
         if safe in seen and seen[safe] != value:
-            problems.append(f"{kind} names {seen[safe]!r} and {value!r} map to the same dir {safe!r}")
+            problems.append(
+                f"{kind} names {seen[safe]!r} and {value!r} map to the same dir {safe!r}"
+            )
         seen[safe] = value
     return problems
 
 
 def _bullet(problems: list[str]) -> str:
-    return f"{len(problems)} problem(s) found before starting:\n" + "\n".join(f"  - {p}" for p in problems)
+    return f"{len(problems)} problem(s) found before starting:\n" + "\n".join(
+        f"  - {p}" for p in problems
+    )

@@ -34,7 +34,9 @@ def write_json_quick(path: Path, payload: Any) -> None:
 class RunRecorder:
     """Appends events and rewrites status.json; draws progress when `display` is on."""
 
-    def __init__(self, base: Path, run_id: str, display: bool = False, min_interval_s: float = 0.25) -> None:
+    def __init__(
+        self, base: Path, run_id: str, display: bool = False, min_interval_s: float = 0.25
+    ) -> None:
         self.base = base
         self.run_id = run_id
         self.min_interval_s = min_interval_s
@@ -45,7 +47,13 @@ class RunRecorder:
         self._display = ProgressDisplay() if display else None
 
     def event(self, kind: str, **fields: Any) -> None:
-        record = {"time": now_iso(), "t": time.time(), "run_id": self.run_id, "event": kind, **fields}
+        record = {
+            "time": now_iso(),
+            "t": time.time(),
+            "run_id": self.run_id,
+            "event": kind,
+            **fields,
+        }
         self._events.write(json.dumps(record, default=str) + "\n")
         self._events.flush()
 
@@ -55,7 +63,9 @@ class RunRecorder:
             self._display.update(snapshot)
         now = time.monotonic()
         if force or now - self._last_write >= self.min_interval_s:
-            write_json_quick(self.base / STATUS, {"run_id": self.run_id, "updated_at": now_iso(), **snapshot})
+            write_json_quick(
+                self.base / STATUS, {"run_id": self.run_id, "updated_at": now_iso(), **snapshot}
+            )
             self._last_write = now
 
     def close(self) -> None:

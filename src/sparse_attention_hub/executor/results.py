@@ -29,7 +29,16 @@ PREDICTIONS = "predictions.jsonl"
 RESULTS_CSV = "results.csv"
 SUMMARY = "execution_summary.json"
 # Everything a job run leaves in its dir (removed before re-running a stale job).
-JOB_FILES = (MANIFEST, FAILURE, ERROR, CONFIG, METRICS, PREDICTIONS, "raw_results.csv", "attention_stats.jsonl")
+JOB_FILES = (
+    MANIFEST,
+    FAILURE,
+    ERROR,
+    CONFIG,
+    METRICS,
+    PREDICTIONS,
+    "raw_results.csv",
+    "attention_stats.jsonl",
+)
 RESULT_COLUMNS = ("model", "sparse_config", "benchmark", "subset", "task", "metric", "value")
 
 
@@ -178,9 +187,12 @@ def _leaves(items: Iterable[tuple[Any, Any]], prefix: str = "") -> Iterator[tupl
         path = f"{prefix}{key}"
         if isinstance(value, Mapping):
             yield from _leaves(value.items(), f"{path}/")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not (isinstance(value, float) and math.isnan(value)):
-                yield path, float(value)
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and not math.isnan(value)
+        ):
+            yield path, float(value)
 
 
 def write_results_csv(base: Path, records: Iterable[JobRecord]) -> Path:
@@ -192,7 +204,15 @@ def write_results_csv(base: Path, records: Iterable[JobRecord]) -> Path:
             continue
         for task, metric, value in flatten_metrics(read_json(metrics_file)):
             rows.append(
-                [record.model, record.sparse_config, record.benchmark, record.subset, task, metric, value]
+                [
+                    record.model,
+                    record.sparse_config,
+                    record.benchmark,
+                    record.subset,
+                    task,
+                    metric,
+                    value,
+                ]
             )
     path = base / RESULTS_CSV
     write_text_atomic(path, _csv_text([list(RESULT_COLUMNS), *rows]))

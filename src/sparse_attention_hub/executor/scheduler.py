@@ -157,7 +157,9 @@ class Scheduler:
                     lock.release()  # another executor finished it meanwhile
                     self.queue.remove(job)
                     self._record(job, "complete", ran=False)
-                    self.recorder.event("job_skipped", job_id=job.job_id, reason="completed elsewhere")
+                    self.recorder.event(
+                        "job_skipped", job_id=job.job_id, reason="completed elsewhere"
+                    )
                     continue
                 self.queue.remove(job)
                 return job, lock
@@ -181,12 +183,19 @@ class Scheduler:
         payload = event.payload
         if event.kind == "ready":
             view.pid = payload.get("pid")
-            self.recorder.event("worker_started", worker=event.worker, pid=view.pid, device=view.device)
+            self.recorder.event(
+                "worker_started", worker=event.worker, pid=view.pid, device=view.device
+            )
         elif event.kind == "started" and running is not None:
             running.started = time.monotonic()
             self.recorder.event(
-                "job_started", job_id=running.job.job_id, worker=event.worker, pid=view.pid,
-                device=view.device, model=running.job.model, attempt=running.attempt,
+                "job_started",
+                job_id=running.job.job_id,
+                worker=event.worker,
+                pid=view.pid,
+                device=view.device,
+                model=running.job.model,
+                attempt=running.attempt,
             )
         elif event.kind in ("model_loaded", "dataset_loaded"):
             self.recorder.event(event.kind, worker=event.worker, pid=view.pid, **payload)
@@ -194,10 +203,20 @@ class Scheduler:
             view.running = None
             running.lock.release()
             self.durations.append(float(payload.get("duration_s", 0.0)))
-            self._record(running.job, "complete", ran=True, attempts=running.attempt,
-                         duration_s=payload.get("duration_s"))
-            self.recorder.event("job_finished", job_id=running.job.job_id, worker=event.worker,
-                                duration_s=payload.get("duration_s"), overall=payload.get("overall"))
+            self._record(
+                running.job,
+                "complete",
+                ran=True,
+                attempts=running.attempt,
+                duration_s=payload.get("duration_s"),
+            )
+            self.recorder.event(
+                "job_finished",
+                job_id=running.job.job_id,
+                worker=event.worker,
+                duration_s=payload.get("duration_s"),
+                overall=payload.get("overall"),
+            )
         elif event.kind == "raised" and running is not None:
             view.running = None
             failure = Failure(**payload["failure"])
@@ -208,7 +227,9 @@ class Scheduler:
             self.recorder.event("worker_died", worker=event.worker, pid=view.pid, **payload)
             view.pid, view.model_key, view.running = None, None, None
             if running is not None:
-                self._attempt_failed(running, failure_from_exit(payload.get("exitcode")), event.worker)
+                self._attempt_failed(
+                    running, failure_from_exit(payload.get("exitcode")), event.worker
+                )
 
     def _check_timeouts(self) -> None:
         if self.job_timeout_s is None:
@@ -219,7 +240,9 @@ class Scheduler:
             if running is None or running.started is None:
                 continue
             if now - running.started > self.job_timeout_s:
-                logger.warning("job %s passed its %.0f s timeout", running.job.job_id, self.job_timeout_s)
+                logger.warning(
+                    "job %s passed its %.0f s timeout", running.job.job_id, self.job_timeout_s
+                )
                 self.backend.cancel(worker)
                 view.pid, view.model_key, view.running = None, None, None
                 self._attempt_failed(running, failure_from_timeout(self.job_timeout_s), worker)
@@ -229,21 +252,39 @@ class Scheduler:
         running.lock.release()
         attempts = self.failures.setdefault(job.job_id, [])
         attempts.append(failure)
-        fields = {"job_id": job.job_id, "worker": worker, "attempt": running.attempt,
-                  "category": failure.category, "exc_type": failure.exc_type, "message": failure.message}
+        fields = {
+            "job_id": job.job_id,
+            "worker": worker,
+            "attempt": running.attempt,
+            "category": failure.category,
+            "exc_type": failure.exc_type,
+            "message": failure.message,
+        }
         if retryable(failure.category) and len(attempts) <= self.max_retries:
             self.queue.insert(0, job)
             self.recorder.event("job_retried", **fields)
             return
         write_failure(job.result_dir, job.fingerprint, attempts)
-        self._record(job, "failed", ran=True, attempts=len(attempts),
-                     category=failure.category, error=f"{failure.exc_type}: {failure.message}")
+        self._record(
+            job,
+            "failed",
+            ran=True,
+            attempts=len(attempts),
+            category=failure.category,
+            error=f"{failure.exc_type}: {failure.message}",
+        )
         self.recorder.event("job_failed", **fields)
 
     def _record(self, job: Job, state: str, ran: bool, **fields: object) -> None:
         self.outcome.records[job.job_id] = JobRecord(
-            job_id=job.job_id, model=job.model, sparse_config=job.sparse_name,
-            benchmark=job.benchmark, subset=job.subset, state=state, ran=ran, **fields,  # type: ignore[arg-type]
+            job_id=job.job_id,
+            model=job.model,
+            sparse_config=job.sparse_name,
+            benchmark=job.benchmark,
+            subset=job.subset,
+            state=state,
+            ran=ran,
+            **fields,  # type: ignore[arg-type]
         )
 
     # ----- status --------------------------------------------------------------------------

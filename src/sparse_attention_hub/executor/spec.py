@@ -113,7 +113,9 @@ class ExperimentSpec(BaseModel):
     def _request_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(kwargs) - set(REQUEST_KWARGS))
         if unknown:
-            raise ValueError(f"unknown request_kwargs {unknown}; allowed: {', '.join(REQUEST_KWARGS)}")
+            raise ValueError(
+                f"unknown request_kwargs {unknown}; allowed: {', '.join(REQUEST_KWARGS)}"
+            )
         return kwargs
 
     @field_validator("generation_kwargs")
@@ -136,7 +138,9 @@ def resolve_sparse_configs(value: Any) -> list[SparseEntry]:
     elif isinstance(value, (list, tuple)):
         pairs = [_pair(item) for item in value]
     else:
-        raise ValueError(f"sparse_configs must be a list of (name, config) or a mapping, got {value!r}")
+        raise ValueError(
+            f"sparse_configs must be a list of (name, config) or a mapping, got {value!r}"
+        )
     problems: list[str] = []
     entries: list[SparseEntry] = []
     for name, raw in pairs:
@@ -163,7 +167,9 @@ def _pair(item: Any) -> tuple[Any, Any]:
         return item[0], item[1]
     if isinstance(item, str):  # a bare preset name names itself
         return item, item
-    raise ValueError(f"sparse config entry must be (name, config) or {{name, config}}, got {item!r}")
+    raise ValueError(
+        f"sparse config entry must be (name, config) or {{name, config}}, got {item!r}"
+    )
 
 
 def _to_config(raw: Any) -> Any:
@@ -213,7 +219,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     except OSError as exc:
         raise ConfigError(f"cannot read experiment file {path}: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, Mapping):

@@ -8,7 +8,8 @@ fault_adapter", model_kwargs={...})`). `model_kwargs`:
   An action fires on the first request of the job, at most `times` times per job dir (counted
   in a file there, so it holds across worker processes); `delay_s` overrides the per-request delay;
 - `load_log`: a file that gets one line `pid model` per model load.
-Each job run appends `pid` to `executions.log` in its job dir, so tests count real executions.
+Each job run appends `pid` to `executions.log` in its job dir, so tests count real executions;
+`experiment`, `read_events`, `executions` and `loads_by_pid` build and read such runs.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ class FaultAdapter(ScriptedAdapter):
         self.delay_s = float(self.rule.get("delay_s", self.base_delay_s))
 
     def process_request(
-        self, request: Request, generation_kwargs: Mapping[str, Any], request_kwargs: Mapping[str, Any]
+        self,
+        request: Request,
+        generation_kwargs: Mapping[str, Any],
+        request_kwargs: Mapping[str, Any],
     ) -> RequestResponse:
         action = self.rule.get("action")
         if action and self.job_dir is not None and self._claim_fault():
@@ -93,3 +97,57 @@ def fault_adapter(
 
 
 FACTORY = f"{__name__}:fault_adapter"
+
+
+BENCHMARK: dict[str, Any] = {
+    "name": "aime2024",
+    "data_path": "/work/main/tests/fixtures/aime2024",
+}  # TEMP
+
+
+def experiment(
+    base: Path,
+    models: list[str] | None = None,
+    sparse: list[str] | None = None,
+    faults: dict[str, dict[str, Any]] | None = None,
+    delay_s: float = 0.0,
+    benchmarks: list[dict[str, Any]] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A plain-dict experiment (what YAML gives) on the fault adapter; results in base/results."""
+    model_kwargs: dict[str, Any] = {"delay_s": delay_s, "load_log": str(base / "loads.log")}
+    if faults:
+        fault_file = base / "faults.json"
+        fault_file.parent.mkdir(parents=True, exist_ok=True)
+        fault_file.write_text(json.dumps(faults))
+        model_kwargs["faults"] = str(fault_file)
+    data: dict[str, Any] = {
+        "models": models or ["m1"],
+        "sparse_configs": {name: None for name in (sparse or ["dense"])},
+        "benchmarks": benchmarks or [BENCHMARK],
+        "adapter": {"factory": FACTORY, "model_kwargs": model_kwargs},
+        "result_dir": str(base / "results"),
+    }
+    data.update(overrides)
+    return data
+
+
+def read_events(result_dir: Path) -> list[dict[str, Any]]:
+    path = result_dir / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def executions(job_dir: Path) -> list[str]:
+    """Pids of every run of this job (one line per run)."""
+    log = job_dir / EXECUTIONS_LOG
+    return log.read_text().split() if log.exists() else []
+
+
+def loads_by_pid(base: Path) -> dict[str, list[str]]:
+    """Models each worker process loaded, from the adapter's own `load_log`."""
+    loads: dict[str, list[str]] = {}
+    log = base / "loads.log"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        pid, model = line.split(" ", 1)
+        loads.setdefault(pid, []).append(model)
+    return loads

@@ -20,7 +20,12 @@ from sparse_attention_hub.adapters.base import ModelAdapter
 from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
 from sparse_attention_hub.errors import ModelLoadError
-from sparse_attention_hub.executor.failures import CUDA_OOM, OTHER, category_of_exception, failure_from_exception
+from sparse_attention_hub.executor.failures import (
+    CUDA_OOM,
+    OTHER,
+    category_of_exception,
+    failure_from_exception,
+)
 from sparse_attention_hub.executor.plan import Job, canonical_json, load_factory
 from sparse_attention_hub.executor.results import write_manifest
 
@@ -101,7 +106,9 @@ class Worker:
             return self.adapter
         self.release_model()
         t0 = time.perf_counter()
-        factory = _default_factory if job.adapter.factory is None else load_factory(job.adapter.factory)
+        factory = (
+            _default_factory if job.adapter.factory is None else load_factory(job.adapter.factory)
+        )
         try:
             adapter = factory(
                 job.model,
@@ -113,7 +120,9 @@ class Worker:
         except Exception as exc:
             if category_of_exception(exc) != OTHER:
                 raise  # already categorised (CUDA OOM, ModelLoadError, ...)
-            raise ModelLoadError(f"loading model {job.model!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(
+                f"loading model {job.model!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         check_model_device(adapter, self.device)
         self.adapter, self.model_key = adapter, job.model_key
         self.notify("model_loaded", {"model": job.model, "seconds": time.perf_counter() - t0})
@@ -127,7 +136,9 @@ class Worker:
             self.adapter.close()
         finally:
             self.adapter, self.model_key = None, None
-            self._benchmarks = {k: b for k, b in self._benchmarks.items() if not k.startswith("model:")}
+            self._benchmarks = {
+                k: b for k, b in self._benchmarks.items() if not k.startswith("model:")
+            }
             gc.collect()
             torch = sys.modules.get("torch")
             if torch is not None and torch.cuda.is_available():
@@ -145,7 +156,9 @@ class Worker:
         if cached is not None:
             return cached
         t0 = time.perf_counter()
-        benchmark = create_benchmark_instance(job.benchmark, [job.subset], job.data_path, **job.options)
+        benchmark = create_benchmark_instance(
+            job.benchmark, [job.subset], job.data_path, **job.options
+        )
         benchmark.bind_adapter(adapter)
         samples = benchmark.load_samples()
         # run_benchmark asks for the samples on every job; serve this worker's copy instead.

@@ -45,4 +45,3 @@ class DebugBackend:
 
     def shutdown(self, force: bool = False) -> None:
         self._worker.release_model()
-

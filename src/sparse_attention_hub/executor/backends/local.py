@@ -7,6 +7,7 @@ to each worker over a pipe and watches its process sentinel, so a crash is notic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -59,7 +60,14 @@ class LocalBackend:
         gpu = slot.device.split(":", 1)[1] if slot.device.startswith("cuda:") else None
         process = self._context.Process(
             target=worker_main,
-            args=(child_conn, slot.worker, slot.device, gpu, self.cpu_threads, self.gpu_memory_fraction),
+            args=(
+                child_conn,
+                slot.worker,
+                slot.device,
+                gpu,
+                self.cpu_threads,
+                self.gpu_memory_fraction,
+            ),
             name=f"sah-worker-{slot.worker}",
             daemon=True,
         )
@@ -108,10 +116,8 @@ class LocalBackend:
             if force:
                 handle.process.terminate()
             else:
-                try:
+                with contextlib.suppress(OSError):  # already gone: nothing to tell
                     handle.conn.send(None)
-                except OSError:
-                    pass
         deadline = time.monotonic() + GRACE_S
         for handle in self._handles.values():
             handle.process.join(max(0.0, deadline - time.monotonic()))
@@ -139,7 +145,9 @@ def worker_main(
             os.environ[var] = str(cpu_threads)
         local_device = "cpu"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how Ctrl-C ends a job
-    logging.basicConfig(level=logging.WARNING, format=f"[worker {worker_id}] %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format=f"[worker {worker_id}] %(levelname)s %(name)s: %(message)s"
+    )
     _exit_with_parent()
     if visible_gpu is None and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(cpu_threads)
@@ -150,7 +158,9 @@ def worker_main(
 
     from sparse_attention_hub.executor.worker import Worker
 
-    worker = Worker(worker_id, local_device, notify=lambda kind, payload: conn.send((kind, payload)))
+    worker = Worker(
+        worker_id, local_device, notify=lambda kind, payload: conn.send((kind, payload))
+    )
     conn.send(("ready", {"pid": os.getpid(), "device": device}))
     while True:
         try:

@@ -1,0 +1,1 @@
+"""The `sah` command line: `sah run`, `sah status`, `sah list`."""

@@ -1,0 +1,221 @@
+"""`sah`: thin commands over the library — parse, call, print.
+
+sah run experiment.yaml [--dry-run] [--gpus 0,1] [--max-concurrent-runs 4] [--debug] ...
+sah status results/quickstart
+sah list benchmarks | presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from sparse_attention_hub.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+console = Console()
+
+
+def say(text: str) -> None:
+    """Plain text: no markup (job ids and errors may contain brackets), no wrapping."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def parse_gpus(text: str) -> list[int]:
+    """`0,1` -> [0, 1]; `cpu` or `` -> [] (CPU workers)."""
+    if text.strip().lower() in ("", "cpu", "none"):
+        return []
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--gpus takes comma-separated ids like 0,1 or 'cpu', got {text!r}"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sah", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run (or resume) an experiment matrix from a YAML file")
+    run.add_argument("experiment", type=Path)
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the plan and the state of each job"
+    )
+    run.add_argument(
+        "--gpus", type=parse_gpus, default=None, help="GPU ids, e.g. 0,1 ('cpu' for none)"
+    )
+    run.add_argument("--max-concurrent-runs", type=int, default=None, help="number of workers")
+    run.add_argument("--max-retries", type=int, default=None)
+    run.add_argument(
+        "--job-timeout", type=float, default=None, help="seconds per job before it is killed"
+    )
+    run.add_argument(
+        "--result-dir", type=Path, default=None, help="overrides result_dir of the file"
+    )
+    run.add_argument(
+        "--rerun-failed", action="store_true", help="run jobs that failed in an earlier run"
+    )
+    run.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="re-run (overwrite) jobs whose parameters changed",
+    )
+    run.add_argument("--debug", action="store_true", help="run jobs in this process (pdb works)")
+    run.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+    status = commands.add_parser("status", help="summarise a result dir")
+    status.add_argument("result_dir", type=Path)
+
+    listing = commands.add_parser("list", help="list benchmarks or sparse-attention presets")
+    listing.add_argument("what", choices=["benchmarks", "presets"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "status":
+            return cmd_status(args.result_dir)
+        return cmd_list(args.what)
+    except ConfigError as exc:
+        Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_CONFIG
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sparse_attention_hub.executor import BenchmarkExecutor, load_spec
+
+    spec = load_spec(args.experiment)
+    executor = BenchmarkExecutor.from_spec(
+        spec,
+        gpu_ids=args.gpus,
+        max_concurrent_runs=args.max_concurrent_runs,
+        max_retries=args.max_retries,
+        job_timeout_s=args.job_timeout,
+        base_result_dir=args.result_dir,
+        backend="debug" if args.debug else None,
+        rerun_failed=args.rerun_failed,
+        rerun_stale=args.rerun_stale,
+        progress=False if args.no_progress else None,
+    )
+    jobs = executor.plan(spec)
+    if args.dry_run:
+        run_ids = {j.job_id for j in executor.to_run(jobs)}
+        table = Table("state", "run?", "job", box=None)
+        for job in jobs:
+            table.add_row(job.state.value, "yes" if job.job_id in run_ids else "", job.job_id)
+        console.print(table)
+        states = Counter(j.state.value for j in jobs)
+        summary = ", ".join(
+            f"{states.get(s, 0)} {s}" for s in ("complete", "stale", "pending", "failed")
+        )
+        say(f"{len(jobs)} jobs: {summary}; would run {len(run_ids)}")
+        return EXIT_OK
+    results = executor.run(spec)
+    counts = results.counts()
+    say(
+        f"{counts['planned']} jobs: {counts.get('complete', 0)} complete, {counts.get('failed', 0)} failed, "
+        f"{counts.get('stale', 0)} stale, {counts.get('pending', 0)} pending "
+        f"({counts['ran']} ran in {results.wall_s:.1f}s) -> {results.result_dir}"
+    )
+    for record in results.failed:
+        say(f"  failed {record.job_id}: [{record.category}] {record.error}")
+    if results.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if results.failed else EXIT_OK
+
+
+def cmd_status(result_dir: Path) -> int:
+    files = {name: result_dir / name for name in ("status.json", "execution_summary.json")}
+    found = {name: json.loads(path.read_text()) for name, path in files.items() if path.exists()}
+    if not found:
+        raise ConfigError(
+            f"{result_dir} has no status.json or execution_summary.json (not a result dir?)"
+        )
+    status: dict[str, Any] = found.get("status.json", {})
+    summary: dict[str, Any] = found.get("execution_summary.json", {})
+    if status:
+        counts = status.get("counts", {})
+        done = "interrupted" if status.get("interrupted") else f"updated {status.get('updated_at')}"
+        say(
+            f"run {status.get('run_id')} ({done}): {status.get('total')} jobs — "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+        )
+        for worker in status.get("workers", []):
+            say(f"  worker {worker['worker']} [{worker['device']}]: {worker.get('job') or 'idle'}")
+    if summary:
+        counts = summary.get("counts", {})
+        say(
+            f"last run {summary.get('run_id')}: "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + f" in {summary.get('wall_s', 0):.1f}s"
+        )
+        for failure in summary.get("failures", []):
+            say(f"  failed {failure['job_id']}: [{failure['category']}] {failure['error']}")
+        for job in summary.get("jobs", []):
+            if job["state"] == "stale":
+                say(f"  stale {job['job_id']} (parameters changed; --rerun-stale)")
+    results_csv = result_dir / "results.csv"
+    if results_csv.exists():
+        rows = max(0, len(results_csv.read_text().splitlines()) - 1)
+        say(f"results.csv: {rows} rows")
+    return EXIT_OK
+
+
+def cmd_list(what: str) -> int:
+    if what == "benchmarks":
+        from sparse_attention_hub.benchmark import create_benchmark_instance, list_benchmarks
+
+        table = Table("benchmark", "subset", "metric", box=None)
+        for name, subsets in list_benchmarks().items():
+            try:
+                metrics = create_benchmark_instance(name).subset_metrics()
+            except Exception:  # a benchmark that needs options to build still lists its subsets
+                metrics = {}
+            for i, subset in enumerate(subsets):
+                table.add_row(name if i == 0 else "", subset, metrics.get(subset, "?"))
+        console.print(table)
+        return EXIT_OK
+    from sparse_attention_hub.sparse_attention import config_to_dict, get_preset, list_presets
+
+    table = Table("preset", "maskers", box=None)
+    for name in list_presets():
+        config = get_preset(name)
+        table.add_row(
+            name, "dense attention" if config is None else _describe(config_to_dict(config) or {})
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def _describe(config: dict[str, Any]) -> str:
+    parts = []
+    for masker in config.get("masker_configs", []):
+        params = ", ".join(f"{k}={v}" for k, v in masker.items() if k != "type")
+        parts.append(f"{masker['type']}({params})")
+    extra = ", ".join(f"{k}={v}" for k, v in config.items() if k != "masker_configs" and v)
+    return " + ".join(parts) + (f"  [{extra}]" if extra else "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

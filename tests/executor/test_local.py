@@ -1,0 +1,161 @@
+"""The local backend with real spawned worker processes (CPU) and injected faults."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparse_attention_hub.executor import (
+    BenchmarkExecutor,
+    ExecutionResults,
+    JobState,
+    plan,
+    spec_from_dict,
+)
+from sparse_attention_hub.executor.testing import executions, experiment, loads_by_pid, read_events
+
+
+def make_spec(base: Path, **kwargs: Any) -> Any:
+    return spec_from_dict(experiment(base, **kwargs))
+
+
+MODELS = ["m1", "m2"]
+SPARSE = ["s1", "s2", "s3"]
+
+
+@pytest.fixture(scope="module")
+def matrix_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExecutionResults]:
+    """2 models x 3 sparse configs x 1 subset on 2 workers, run once for the tests below."""
+    base = tmp_path_factory.mktemp("matrix")
+    spec = make_spec(base, models=MODELS, sparse=SPARSE, delay_s=0.05)
+    results = BenchmarkExecutor(max_concurrent_runs=2, base_result_dir=base / "results").run(spec)
+    return base, results
+
+
+def test_every_job_runs_exactly_once_across_workers(
+    matrix_run: tuple[Path, ExecutionResults],
+) -> None:
+    base, results = matrix_run
+    assert results.ok and len(results.completed) == 6
+    runs = {r.job_id: executions(base / "results" / r.job_id) for r in results.records}
+    assert all(len(pids) == 1 for pids in runs.values()), runs
+    started = [e for e in read_events(base / "results") if e["event"] == "job_started"]
+    assert sorted(e["job_id"] for e in started) == sorted(runs)
+    assert len({e["pid"] for e in started}) == 2  # both workers took jobs
+    for record in results.records:
+        manifest = json.loads((base / "results" / record.job_id / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["pid"] == int(runs[record.job_id][0])
+
+
+def test_model_loads_per_worker_equal_distinct_models_served(
+    matrix_run: tuple[Path, ExecutionResults],
+) -> None:
+    base, _ = matrix_run
+    started = [e for e in read_events(base / "results") if e["event"] == "job_started"]
+    served: dict[str, set[str]] = {}
+    for event in started:
+        served.setdefault(str(event["pid"]), set()).add(event["model"])
+    loads = loads_by_pid(base)
+    assert {pid: len(models) for pid, models in loads.items()} == {
+        pid: len(models) for pid, models in served.items()
+    }
+    # model_loaded events agree with the adapter's own counter file
+    loaded = Counter(
+        str(e["pid"]) for e in read_events(base / "results") if e["event"] == "model_loaded"
+    )
+    assert loaded == Counter({pid: len(models) for pid, models in loads.items()})
+
+
+def test_dataset_loaded_once_per_subset_per_worker(
+    matrix_run: tuple[Path, ExecutionResults],
+) -> None:
+    base, _ = matrix_run
+    events = read_events(base / "results")
+    loaded = Counter(
+        (e["pid"], e["benchmark"], e["subset"]) for e in events if e["event"] == "dataset_loaded"
+    )
+    assert loaded and set(loaded.values()) == {1}
+
+
+def test_records_written(matrix_run: tuple[Path, ExecutionResults]) -> None:
+    base, results = matrix_run
+    result_dir = base / "results"
+    summary = json.loads((result_dir / "execution_summary.json").read_text())
+    assert summary["counts"]["complete"] == 6 and summary["counts"]["ran"] == 6
+    status = json.loads((result_dir / "status.json").read_text())
+    assert status["counts"]["complete"] == 6 and status["counts"]["queued"] == 0
+    frame = results.results_frame()
+    assert set(frame["model"]) == set(MODELS) and set(frame["sparse_config"]) == set(SPARSE)
+    assert "overall" in set(frame["metric"])
+    assert {p.name for p in (result_dir / "m1" / "s1").iterdir()} >= {
+        "mock_benchmark_reading_comprehension"
+    }
+    # a second run finds everything complete and starts no worker
+    again = BenchmarkExecutor(max_concurrent_runs=2, base_result_dir=result_dir).run(
+        make_spec(base, models=MODELS, sparse=SPARSE, delay_s=0.05)
+    )
+    assert again.ok and again.counts()["ran"] == 0
+
+
+def test_sigkilled_worker_is_replaced_and_its_job_completes_on_retry(base: Path) -> None:
+    spec = make_spec(base, sparse=["a", "b", "c"], faults={"/b/": {"action": "kill"}}, delay_s=0.05)
+    results = BenchmarkExecutor(max_concurrent_runs=2, base_result_dir=base / "results").run(spec)
+    assert results.ok, results.to_dict()
+    killed = next(r for r in results.records if r.sparse_config == "b")
+    assert killed.attempts == 2
+    pids = executions(base / "results" / killed.job_id)
+    assert len(pids) == 2 and pids[0] != pids[1]
+    events = read_events(base / "results")
+    died = [e for e in events if e["event"] == "worker_died"]
+    assert len(died) == 1 and died[0]["exitcode"] == -9
+    retried = [e for e in events if e["event"] == "job_retried"]
+    assert [(e["job_id"], e["category"]) for e in retried] == [(killed.job_id, "worker_died")]
+    assert len([e for e in events if e["event"] == "worker_started"]) == 3  # 2 + replacement
+
+
+def test_job_past_its_timeout_is_killed_and_recorded(base: Path) -> None:
+    spec = make_spec(
+        base, sparse=["ok", "hangs"], faults={"/hangs/": {"action": "hang", "times": 5}}
+    )
+    executor = BenchmarkExecutor(
+        max_concurrent_runs=2, base_result_dir=base / "results", job_timeout_s=1.5, max_retries=0
+    )
+    results = executor.run(spec)
+    hung = next(r for r in results.records if r.sparse_config == "hangs")
+    assert hung.state == "failed" and hung.category == "timeout"
+    assert next(r for r in results.records if r.sparse_config == "ok").state == "complete"
+    failure = json.loads((base / "results" / hung.job_id / "failure.json").read_text())
+    assert failure["category"] == "timeout" and failure["exc_type"] == "JobTimeout"
+    assert (base / "results" / hung.job_id / "error.txt").exists()
+    pid = int(executions(base / "results" / hung.job_id)[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the hung worker is gone
+    # a later run skips the failed job unless asked
+    assert plan(spec)[1].state == JobState.FAILED
+
+
+@pytest.mark.parametrize(
+    ("exc", "category", "attempts"),
+    [
+        ("sparse_attention_hub.errors.DatasetLoadError", "dataset", 2),
+        ("sparse_attention_hub.errors.ConfigError", "config", 1),  # deterministic: no retry
+    ],
+)
+def test_raised_errors_are_categorised_with_traceback(
+    base: Path, exc: str, category: str, attempts: int
+) -> None:
+    faults: dict[str, Any] = {"/bad/": {"action": "raise", "exc": exc, "times": 9}}
+    spec = make_spec(base, sparse=["bad"], faults=faults)
+    results = BenchmarkExecutor(max_concurrent_runs=1, base_result_dir=base / "results").run(spec)
+    (record,) = results.records
+    assert (record.state, record.category, record.attempts) == ("failed", category, attempts)
+    job_dir = base / "results" / record.job_id
+    assert "injected fault" in (job_dir / "error.txt").read_text()
+    assert "Traceback" in (job_dir / "error.txt").read_text()
+    failure = json.loads((job_dir / "failure.json").read_text())
+    assert failure["exc_type"] == exc and len(failure["attempts"]) == attempts

@@ -1,0 +1,117 @@
+"""The dispatch loop on a fake backend: model affinity, retries, locks (no processes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from sparse_attention_hub.executor import plan, spec_from_dict
+from sparse_attention_hub.executor.backends import BackendEvent, Slot
+from sparse_attention_hub.executor.plan import Job
+from sparse_attention_hub.executor.progress import RunRecorder
+from sparse_attention_hub.executor.scheduler import LOCK_FILE, Scheduler
+from sparse_attention_hub.executor.testing import experiment
+
+
+class FakeBackend:
+    """Finishes each submitted job on the next wait; `fail` maps job ids to failures to report."""
+
+    def __init__(self, workers: int, fail: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        self.slots = [Slot(i, "cpu") for i in range(workers)]
+        self.fail = fail or {}
+        self.pending: list[tuple[int, Job, int]] = []
+        self.log: list[tuple[int, str, int]] = []
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, worker: int, job: Job, attempt: int) -> None:
+        self.pending.append((worker, job, attempt))
+        self.log.append((worker, job.job_id, attempt))
+
+    def wait(self, timeout: float) -> list[BackendEvent]:
+        events = []
+        for worker, job, _ in self.pending:
+            events.append(BackendEvent(worker, "started", {"job_id": job.job_id}))
+            failures = self.fail.get(job.job_id)
+            if failures:
+                events.append(BackendEvent(worker, "raised", {"failure": failures.pop(0)}))
+            else:
+                events.append(
+                    BackendEvent(worker, "finished", {"job_id": job.job_id, "duration_s": 1.0})
+                )
+        self.pending = []
+        return events
+
+    def cancel(self, worker: int) -> None:
+        raise AssertionError("not used")
+
+    def shutdown(self, force: bool = False) -> None:
+        pass
+
+
+def jobs_for(base: Path, models: list[str], sparse: list[str]) -> list[Job]:
+    return plan(spec_from_dict(experiment(base, models=models, sparse=sparse)))
+
+
+def run(base: Path, jobs: list[Job], backend: FakeBackend, **kwargs: Any) -> Any:
+    recorder = RunRecorder(base / "results", "test")
+    try:
+        return Scheduler(jobs, backend, recorder, poll_s=0.01, **kwargs).run()
+    finally:
+        recorder.close()
+
+
+def test_workers_keep_their_model(tmp_path: Path) -> None:
+    jobs = jobs_for(tmp_path, ["a", "b"], ["s1", "s2", "s3"])
+    interleaved = [jobs[i] for i in (0, 3, 1, 4, 2, 5)]  # a, b, a, b, a, b
+    backend = FakeBackend(workers=2)
+    outcome = run(tmp_path, interleaved, backend)
+    assert len(outcome.records) == 6
+    models_of = {w: {j.split("/")[0] for ww, j, _ in backend.log if ww == w} for w in (0, 1)}
+    assert models_of == {0: {"a"}, 1: {"b"}}
+
+
+def test_failed_attempt_is_retried_then_recorded(tmp_path: Path) -> None:
+    jobs = jobs_for(tmp_path, ["a"], ["s1", "s2"])
+    oom = {
+        "category": "cuda_oom",
+        "exc_type": "torch.OutOfMemoryError",
+        "message": "oom",
+        "traceback": "",
+    }
+    backend = FakeBackend(1, fail={jobs[0].job_id: [oom], jobs[1].job_id: [oom, oom]})
+    outcome = run(tmp_path, jobs, backend, max_retries=1)
+    assert outcome.records[jobs[0].job_id].state == "complete"
+    assert outcome.records[jobs[0].job_id].attempts == 2
+    failed = outcome.records[jobs[1].job_id]
+    assert (failed.state, failed.category, failed.attempts) == ("failed", "cuda_oom", 2)
+    assert (jobs[1].result_dir / "failure.json").exists()
+    assert [a for _, j, a in backend.log if j == jobs[0].job_id] == [1, 2]
+
+
+def test_job_locked_by_another_executor_waits_then_skips_when_completed(tmp_path: Path) -> None:
+    jobs = jobs_for(tmp_path, ["a"], ["s1", "s2"])
+    jobs[0].result_dir.mkdir(parents=True)
+    other = FileLock(jobs[0].result_dir / LOCK_FILE)
+    other.acquire()
+    backend = FakeBackend(1)
+
+    original_wait = backend.wait
+
+    def wait_then_finish_elsewhere(timeout: float) -> list[BackendEvent]:
+        events = original_wait(timeout)
+        if other.is_locked and jobs[1].job_id in [j for _, j, _ in backend.log]:
+            (jobs[0].result_dir / "manifest.json").write_text(
+                f'{{"fingerprint": "{jobs[0].fingerprint}"}}'
+            )
+            other.release()  # the other executor finished jobs[0]
+        return events
+
+    backend.wait = wait_then_finish_elsewhere  # type: ignore[method-assign]
+    outcome = run(tmp_path, jobs, backend)
+    assert [j for _, j, _ in backend.log] == [jobs[1].job_id]  # jobs[0] never ran here
+    assert outcome.records[jobs[0].job_id].state == "complete"
+    assert not outcome.records[jobs[0].job_id].ran
