@@ -13,7 +13,7 @@ from sparse_attention_hub.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-GROW_ROUNDS = 3
+GROW_ROUNDS = 8
 
 
 def count_tokens(tokenizer: Any, texts: Sequence[str]) -> list[int]:
@@ -82,38 +82,42 @@ def fit_samples(
     """Per-sample haystack sizes and token counts, each as close to `budget` as it can get.
 
     Every sample starts at the probe's size `start`. One that overshoots by t tokens shrinks by
-    ceil(t / slope) units (at least one) until it fits; one that undershoots by at least a unit
-    grows by floor(gap / slope) while the grown sample still fits (a few rounds). Samples that
-    need re-measuring are encoded together in one batch per round.
+    ceil(t / slope) units (at least one) until it fits. Then, for a few rounds, a sample with at
+    least one unit of room grows by floor(room / slope), never past halfway to the smallest size
+    already seen to overshoot (a bisection once an overshoot is known). Samples that need
+    re-measuring are encoded together, one batch per round.
     """
     sizes = [start] * num_samples
     counts = count([render(i, start) for i in range(num_samples)])
+    too_big: dict[int, int] = {}  # sample -> smallest size seen to overshoot
     over = [i for i, c in enumerate(counts) if c > budget]
     while over:
         for i in over:
+            too_big[i] = sizes[i]
             sizes[i] -= max(1, math.ceil((counts[i] - budget) / slope))
             if sizes[i] < min_size:
                 raise ConfigError(f"sample {i} cannot fit {budget} tokens at any haystack size")
         for i, c in zip(over, count([render(i, sizes[i]) for i in over]), strict=True):
             counts[i] = c
         over = [i for i in over if counts[i] > budget]
-    growing = set(range(num_samples))
+    active: list[int] = list(range(num_samples))
     for _ in range(GROW_ROUNDS):
-        trial = {}
-        for i in sorted(growing):
+        trial: dict[int, int] = {}
+        for i in active:
             size = sizes[i] + math.floor((budget - counts[i]) / slope)
+            if i in too_big:
+                size = min(size, (sizes[i] + too_big[i]) // 2)
             if max_size is not None:
                 size = min(size, max_size)
             if size > sizes[i]:
                 trial[i] = size
-        growing = set(trial)
         if not trial:
             break
-        for (i, size), c in zip(
-            trial.items(), count([render(i, n) for i, n in trial.items()]), strict=True
-        ):
+        measured = count([render(i, n) for i, n in trial.items()])
+        for (i, size), c in zip(trial.items(), measured, strict=True):
             if c <= budget:
                 sizes[i], counts[i] = size, c
             else:
-                growing.discard(i)
+                too_big[i] = min(size, too_big.get(i, size))
+        active = sorted(trial)
     return sizes, counts
