@@ -30,6 +30,18 @@ def allowed_entries(
     return allowed, torch.where(allowed, bias, torch.zeros_like(bias))
 
 
+def grouped_matmul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-query-head `x` (B, H, Q, A) times per-KV-head `y` (B, H_kv, A, C) -> (B, H, Q, C).
+
+    Query head h uses KV head h // g: the g query heads of a KV head are stacked as rows, so K and
+    V are never repeated in memory.
+    """
+    batch, heads, rows, inner = x.shape
+    kv_heads = y.shape[1]
+    out = torch.matmul(x.reshape(batch, kv_heads, (heads // kv_heads) * rows, inner), y)
+    return out.view(batch, heads, rows, y.shape[-1])
+
+
 def attention_logits(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -37,9 +49,7 @@ def attention_logits(
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """scale * q.k (+ bias) in float32 with GQA (query head h reads KV head h // g): (B, H, Q, N)."""
-    groups = queries.shape[1] // keys.shape[1]
-    k = keys.float().repeat_interleave(groups, dim=1) if groups > 1 else keys.float()
-    logits = torch.matmul(queries.float(), k.transpose(-1, -2)) * scaling
+    logits = grouped_matmul(queries.float(), keys.float().transpose(-1, -2)) * scaling
     return logits if bias is None else logits + bias
 
 
@@ -84,9 +94,7 @@ def weighted_attention(
     if probs is not None:
         weights = (weights / probs).masked_fill_(~selected, 0.0)
     denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    groups = queries.shape[1] // values.shape[1]
-    v = values.float().repeat_interleave(groups, dim=1) if groups > 1 else values.float()
-    output = torch.matmul(weights / denominator, v)
+    output = grouped_matmul(weights / denominator, values.float())
     dtype = queries.dtype if out_dtype is None else out_dtype
     return output.transpose(1, 2).contiguous().to(dtype), fallback
 

@@ -49,11 +49,12 @@ def sample_select(
     """
     noise = torch.rand(eligible.shape, generator=generator, dtype=torch.float64)
     noise = noise.to(eligible.device).masked_fill(~eligible, 2.0)
-    order = noise.argsort(dim=-1)
-    ranks = torch.empty_like(order)
-    positions = torch.arange(order.shape[-1], device=order.device).expand_as(order)
-    ranks.scatter_(-1, order, positions)
-    return eligible & (ranks < counts.unsqueeze(-1))
+    largest = int(counts.max()) if counts.numel() else 0
+    if largest <= 0:
+        return torch.zeros_like(eligible)
+    order = noise.topk(largest, dim=-1, largest=False, sorted=True).indices
+    take = torch.arange(largest, device=order.device) < counts.unsqueeze(-1)
+    return torch.zeros_like(eligible).scatter_(-1, order, take) & eligible
 
 
 def query_positions(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:

@@ -40,21 +40,35 @@ class KeyPrefix:
     """A tensor derived from keys [0, rows * keys_per_row), one row per `keys_per_row` keys.
 
     The row axis is `-2`: per-key signatures use `keys_per_row=1`, Quest page bounds use the page
-    size (only complete pages are cached).
+    size (only complete pages are cached). Rows live in a buffer with spare capacity, so a decode
+    step appends in amortised O(1) instead of copying the whole cache.
     """
 
-    data: torch.Tensor
+    buffer: torch.Tensor
+    rows: int
     keys_per_row: int = 1
 
     @property
-    def rows(self) -> int:
-        return int(self.data.shape[-2])
+    def data(self) -> torch.Tensor:
+        return self.buffer[..., : self.rows, :]
 
     def crop(self, length: int) -> KeyPrefix | None:
         rows = length // self.keys_per_row
         if rows >= self.rows:
             return self
-        return KeyPrefix(self.data[..., :rows, :], self.keys_per_row) if rows > 0 else None
+        return KeyPrefix(self.buffer, rows, self.keys_per_row) if rows > 0 else None
+
+    def extend(self, new: torch.Tensor) -> KeyPrefix:
+        """These rows followed by `new`; reuses the buffer while it has room (rows past
+        `self.rows` belong to no live entry)."""
+        total = self.rows + new.shape[-2]
+        buffer = self.buffer
+        if total > buffer.shape[-2]:
+            capacity = total + total // 4 + 16
+            buffer = new.new_empty((*new.shape[:-2], capacity, new.shape[-1]))
+            buffer[..., : self.rows, :] = self.data
+        buffer[..., self.rows : total, :] = new
+        return KeyPrefix(buffer, total, self.keys_per_row)
 
 
 class SparseState:
@@ -131,11 +145,11 @@ class SparseState:
             entry = None
         elif entry.rows > rows:
             entry = entry.crop(rows * keys_per_row)
-        done = entry.rows if entry is not None else 0
-        if done < rows or entry is None:
-            new = compute(done, rows)
-            data = new if entry is None else torch.cat([entry.data, new], dim=-2)
-            entry = KeyPrefix(data, keys_per_row)
+        if entry is None:
+            new = compute(0, rows)
+            entry = KeyPrefix(new, int(new.shape[-2]), keys_per_row)
+        elif entry.rows < rows:
+            entry = entry.extend(compute(entry.rows, rows))
         cache[name] = entry
         return entry.data
 

@@ -23,19 +23,6 @@ _MIN_PROBABILITY = 1e-4
 
 
 @dataclass(frozen=True)
-class KeyCodes:
-    """Hash codes of keys [0, n) of one layer, `(batch, kv_heads, n, width)`, plus M_norm."""
-
-    codes: torch.Tensor
-    m_norm: torch.Tensor | None  # (batch, kv_heads, 1, 1) for `mips`
-
-    def crop(self, length: int) -> KeyCodes | None:
-        if length >= self.codes.shape[-2]:
-            return self
-        return KeyCodes(self.codes[..., :length, :], self.m_norm) if length > 0 else None
-
-
-@dataclass(frozen=True)
 class ContextMean:
     """Mean of the context keys (keys [0, length)), `(batch, kv_heads, 1, dim)`."""
 
@@ -72,7 +59,9 @@ def hash_codes(x: torch.Tensor, planes: torch.Tensor, bits: int, packed: bool) -
         return signs
     signs = signs.view(*signs.shape[:-1], -1, bits).long()
     powers = 2 ** torch.arange(bits, device=x.device, dtype=torch.long)
-    return (signs * powers).sum(dim=-1)
+    codes = (signs * powers).sum(dim=-1)
+    # the int64 codes stored in the narrowest integer type that holds `bits` bits (faster compares)
+    return codes.to(torch.int16 if bits <= 15 else torch.int32 if bits <= 31 else torch.int64)
 
 
 @MASKERS.register("magicpig")
@@ -104,22 +93,19 @@ class MagicPigConfig(MaskerConfig):
         if inputs.n_keys == 0 or not bool(eligible.any()):
             return previous.clone()
         mean = self.context_mean(inputs)
-        shifted = inputs.keys - mean if mean is not None else inputs.keys
         planes = self.planes(inputs)
-        key_codes = self.key_codes(inputs, shifted, planes)
+        key_codes, key_norms = self.key_codes(inputs, mean, planes)
         queries = inputs.queries
         query_codes = hash_codes(queries, planes[: queries.shape[-1]], self.lsh_k, self.packed)
-        matches = self.count_matches(query_codes, inputs.per_query_head(key_codes.codes))
+        matches = self.count_matches(query_codes, key_codes)
         selected = eligible & (matches >= self.min_table_matches)
 
         q_dot = inputs.scores
         if mean is not None:  # q . (k - mu) = q . k - q . mu
             q_dot = q_dot - queries @ inputs.per_query_head(mean).transpose(-1, -2)
         q_norm = queries.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-        if key_codes.m_norm is not None:
-            k_norm = inputs.per_query_head(key_codes.m_norm)
-        else:
-            k_norm = inputs.per_query_head(shifted.norm(dim=-1)).unsqueeze(2)
+        # mips: cos(q~, k~) = q . k' / (|q| M_norm); none: cos(q, k')
+        k_norm = inputs.per_query_head(key_norms).transpose(-1, -2)
         cosine = q_dot / (q_norm * k_norm.clamp_min(1e-30))
         probability = collision_probability(cosine, self.lsh_k, self.lsh_l, self.min_table_matches)
         probability = probability.float().clamp_min(_MIN_PROBABILITY)
@@ -157,49 +143,72 @@ class MagicPigConfig(MaskerConfig):
         return planes_tensor
 
     def key_codes(
-        self, inputs: MaskInputs, shifted: torch.Tensor, planes: torch.Tensor
-    ) -> KeyCodes:
-        """Codes of all keys, extending the cached ones; all recomputed when M_norm changes."""
+        self, inputs: MaskInputs, mean: torch.Tensor | None, planes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes `(batch, kv_heads, k_len, width)` and norms ||k - mu|| `(batch, kv_heads,
+        k_len, 1)` of all keys, cached and extended key by key.
+
+        With `mips` the codes depend on M_norm = max norm over the current keys, per (batch, KV
+        head); when it differs from the one the cached codes were hashed with, all are recomputed.
+        """
         cache = inputs.state.layer(inputs.layer_idx)
-        name = f"magicpig_codes_{self.transform}_{self.packing}_{planes.shape[-1]}"
-        entry = cache.get(name)
-        n_keys = inputs.n_keys
+        suffix = f"{self.center}_{self.transform}_{self.lsh_k}_{self.lsh_l}_{inputs.seed}"
+        codes_name = f"magicpig_codes_{suffix}_{self.packing}"
+        norm_name = f"magicpig_mnorm_{suffix}"
+
+        def shifted(start: int, stop: int) -> torch.Tensor:
+            keys = inputs.keys[:, :, start:stop]
+            return keys - mean if mean is not None else keys
+
+        def norms_of(start: int, stop: int) -> torch.Tensor:
+            return shifted(start, stop).norm(dim=-1, keepdim=True)
+
+        norms = inputs.state.prefix(
+            inputs.layer_idx, f"magicpig_norms_{self.center}", inputs.n_keys, norms_of
+        )
         m_norm = None
         if self.transform == "mips":
-            m_norm = shifted.norm(dim=-1, keepdim=True).amax(dim=-2, keepdim=True).clamp_min(1e-30)
-            if isinstance(entry, KeyCodes) and entry.m_norm is not None:
-                same = torch.isclose(entry.m_norm, m_norm, rtol=1e-6, atol=0.0).all()
-                m_norm = entry.m_norm if bool(same) else m_norm
-                entry = entry if bool(same) else None
-        if not isinstance(entry, KeyCodes) or entry.codes.shape[-2] > n_keys:
-            entry = None
-        done = entry.codes.shape[-2] if entry is not None else 0
-        if entry is None or done < n_keys:
-            new_keys = shifted[:, :, done:]
+            m_norm = norms.amax(dim=-2, keepdim=True).clamp_min(1e-30)
+            stored = cache.get(norm_name)
+            if isinstance(stored, torch.Tensor) and bool(
+                torch.isclose(stored, m_norm, rtol=1e-6, atol=0.0).all()
+            ):
+                m_norm = stored
+            else:
+                cache.pop(codes_name, None)
+                cache[norm_name] = m_norm
+
+        def compute(start: int, stop: int) -> torch.Tensor:
+            keys = shifted(start, stop)
             if m_norm is not None:
-                scaled = new_keys / m_norm
-                extra = (1.0 - scaled.pow(2).sum(dim=-1, keepdim=True)).clamp_min(0.0).sqrt()
-                new_keys = torch.cat([scaled, extra], dim=-1)
-            new = hash_codes(new_keys, planes, self.lsh_k, self.packed)
-            codes = new if entry is None else torch.cat([entry.codes, new], dim=-2)
-            entry = KeyCodes(codes, m_norm)
-            cache[name] = entry
-        return entry
+                keys = keys / m_norm
+                extra = (1.0 - keys.pow(2).sum(dim=-1, keepdim=True)).clamp_min(0.0).sqrt()
+                keys = torch.cat([keys, extra], dim=-1)
+            return hash_codes(keys, planes, self.lsh_k, self.packed)
+
+        codes = inputs.state.prefix(inputs.layer_idx, codes_name, inputs.n_keys, compute)
+        return codes, norms if m_norm is None else m_norm
 
     def count_matches(self, query_codes: torch.Tensor, key_codes: torch.Tensor) -> torch.Tensor:
-        """Number of tables where query i and key j collide, `(batch, heads, q_len, k_len)`."""
+        """Tables where query i and key j collide, `(batch, heads, q_len, k_len)`.
+
+        query_codes `(batch, heads, q_len, width)`; key_codes `(batch, kv_heads, k_len, width)`:
+        the g query heads of a KV head are stacked as rows, so key codes are never repeated.
+        """
         bits = 1 if self.packed else self.lsh_k
-        q = query_codes.view(*query_codes.shape[:-1], self.lsh_l, bits)
-        k = key_codes.view(*key_codes.shape[:-1], self.lsh_l, bits)
-        batch, heads, q_len, _, _ = q.shape
-        k_len = k.shape[2]
-        counts = torch.zeros(batch, heads, q_len, k_len, dtype=torch.int32, device=q.device)
+        batch, heads, q_len, _ = query_codes.shape
+        kv_heads, k_len = key_codes.shape[1], key_codes.shape[2]
+        rows = heads // kv_heads * q_len
+        q = query_codes.reshape(batch, kv_heads, rows, 1, self.lsh_l, bits)
+        k = key_codes.unflatten(-1, (self.lsh_l, bits)).unsqueeze(2)  # a view: no copy
+        dtype = torch.int16 if self.lsh_l < 2**15 else torch.int32
+        counts = torch.zeros(batch, kv_heads, rows, k_len, dtype=dtype, device=q.device)
         chunk = max(1, _MAX_CHUNK // max(1, batch * heads * q_len * k_len * bits))
         for start in range(0, self.lsh_l, chunk):
             stop = min(start + chunk, self.lsh_l)
-            equal = q[:, :, :, None, start:stop] == k[:, :, None, :, start:stop]
-            counts += equal.all(dim=-1).sum(dim=-1, dtype=torch.int32)
-        return counts
+            equal = q[..., start:stop, :] == k[..., start:stop, :]
+            counts += (equal.all(dim=-1) if bits > 1 else equal[..., 0]).sum(-1, dtype=dtype)
+        return counts.view(batch, heads, q_len, k_len)
 
     def short_name(self) -> str:
         name = f"magicpig_l{self.lsh_l}k{self.lsh_k}"
