@@ -4,11 +4,14 @@ Use it as the adapter factory (`AdapterConfig(factory="sparse_attention_hub.exec
 fault_adapter", model_kwargs={...})`). `model_kwargs`:
 - `delay_s`: seconds per request (every job);
 - `faults`: path of a JSON file `{substring of the job dir: rule}`; a rule is
-  `{"action": "kill" | "raise" | "hang", "exc": "module.ClassName", "times": 1, "delay_s": 0.2}`.
+  `{"action": "kill" | "raise" | "hang" | "allocate", "exc": "module.ClassName", "gb": 8,
+  "times": 1, "delay_s": 0.2, "job_s": 1.5}` (`allocate` takes `gb` GiB on the worker's device: a
+  real OOM; `job_s` sleeps once when the job starts, so a job's work is known exactly).
   An action fires on the first request of the job, at most `times` times per job dir (counted
   in a file there, so it holds across worker processes); `delay_s` overrides the per-request delay;
 - `load_log`: a file that gets one line `pid model` per model load.
-Each job run appends `pid` to `executions.log` in its job dir, so tests count real executions;
+Each job run appends `pid` to `executions.log` in its job dir, so tests count real executions
+(on a GPU it also writes `device.json`: what the worker process sees);
 `experiment`, `read_events`, `executions` and `loads_by_pid` build and read such runs.
 """
 
@@ -33,8 +36,11 @@ _FIRED = ".faults_fired"
 class FaultAdapter(ScriptedAdapter):
     """Answers `answer` after `delay_s`; kills, raises or hangs where its fault file says."""
 
-    def __init__(self, model_name: str, model_kwargs: Mapping[str, Any]) -> None:
+    def __init__(
+        self, model_name: str, model_kwargs: Mapping[str, Any], device: str = "cpu"
+    ) -> None:
         super().__init__(default=str(model_kwargs.get("answer", "")), model_name=model_name)
+        self.device = device
         self.base_delay_s = float(model_kwargs.get("delay_s", 0.0))
         faults = model_kwargs.get("faults")
         self.faults: dict[str, dict[str, Any]] = (
@@ -42,6 +48,7 @@ class FaultAdapter(ScriptedAdapter):
         )
         self.job_dir: Path | None = None
         self.rule: dict[str, Any] = {}
+        self.hold: Any = None  # memory taken by an `allocate` fault
 
     def start_statistics(self, path: Any) -> None:
         """run_benchmark calls this once per job with a path inside the job dir."""
@@ -50,6 +57,21 @@ class FaultAdapter(ScriptedAdapter):
             handle.write(f"{os.getpid()}\n")
         self.rule = next((r for pat, r in self.faults.items() if pat in str(self.job_dir)), {})
         self.delay_s = float(self.rule.get("delay_s", self.base_delay_s))
+        if self.device.startswith("cuda"):
+            self._probe_device(self.job_dir)
+        time.sleep(float(self.rule.get("job_s", 0.0)))
+
+    def _probe_device(self, job_dir: Path) -> None:
+        import torch
+
+        probe = {
+            "pid": os.getpid(),
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "device_count": torch.cuda.device_count(),
+            "device_name": torch.cuda.get_device_name(0),
+            "uuid": str(getattr(torch.cuda.get_device_properties(0), "uuid", "")),
+        }
+        (job_dir / "device.json").write_text(json.dumps(probe))
 
     def process_request(
         self,
@@ -58,8 +80,13 @@ class FaultAdapter(ScriptedAdapter):
         request_kwargs: Mapping[str, Any],
     ) -> RequestResponse:
         action = self.rule.get("action")
-        if action and self.job_dir is not None and self._claim_fault():
-            if action == "kill":
+        if action and self.job_dir is not None and self._claim_fault(self.job_dir):
+            if action == "allocate":
+                import torch
+
+                size = int(float(self.rule.get("gb", 1)) * 2**30)
+                self.hold = torch.empty(size, dtype=torch.uint8, device=self.device)
+            elif action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             elif action == "hang":
                 time.sleep(3600)
@@ -68,9 +95,8 @@ class FaultAdapter(ScriptedAdapter):
                 raise getattr(importlib.import_module(module), name)("injected fault")
         return super().process_request(request, generation_kwargs, request_kwargs)
 
-    def _claim_fault(self) -> bool:
-        assert self.job_dir is not None
-        fired = self.job_dir / _FIRED
+    def _claim_fault(self, job_dir: Path) -> bool:
+        fired = job_dir / _FIRED
         count = len(fired.read_text().splitlines()) if fired.exists() else 0
         if count >= int(self.rule.get("times", 1)):
             return False
@@ -91,7 +117,7 @@ def fault_adapter(
     if log:
         with open(log, "a") as handle:
             handle.write(f"{os.getpid()} {model_name}\n")
-    adapter = FaultAdapter(model_name, model_kwargs)
+    adapter = FaultAdapter(model_name, model_kwargs, device)
     adapter.set_sparse_attention_config(sparse_attention_config)
     return adapter
 
@@ -99,10 +125,7 @@ def fault_adapter(
 FACTORY = f"{__name__}:fault_adapter"
 
 
-BENCHMARK: dict[str, Any] = {
-    "name": "aime2024",
-    "data_path": "/work/main/tests/fixtures/aime2024",
-}  # TEMP
+BENCHMARK: dict[str, Any] = {"name": "mock_benchmark"}  # one subset, three requests per job
 
 
 def experiment(

@@ -41,9 +41,12 @@ def now_iso() -> str:
 class Worker:
     """Runs jobs one at a time on one device, holding at most one model."""
 
-    def __init__(self, worker_id: int, device: str, notify: Notify | None = None) -> None:
+    def __init__(
+        self, worker_id: int, device: str, notify: Notify | None = None, label: str | None = None
+    ) -> None:
         self.worker_id = worker_id
-        self.device = device
+        self.device = device  # as torch sees it here (a pinned GPU is always cuda:0)
+        self.label = label or device  # as the user named it (cuda:3), for the records
         self.notify: Notify = notify or (lambda kind, payload: None)
         self.adapter: ModelAdapter | None = None
         self.model_key: str | None = None
@@ -71,7 +74,7 @@ class Worker:
             "sparse_config": _config_dict(job.sparse_config),
             "attempt": attempt,
             "worker": self.worker_id,
-            "device": self.device,
+            "device": self.label,
         }
         metrics = benchmark.run_benchmark(
             adapter, job.result_dir, job.generation_kwargs, job.request_kwargs, job_info
@@ -90,7 +93,7 @@ class Worker:
                 "attempt": attempt,
                 "worker": self.worker_id,
                 "pid": os.getpid(),
-                "device": self.device,
+                "device": self.label,
                 "started_at": started,
                 "finished_at": now_iso(),
                 "duration_s": duration,

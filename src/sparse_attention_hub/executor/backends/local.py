@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from sparse_attention_hub.errors import SparseAttentionHubError
 from sparse_attention_hub.executor.backends import BACKENDS, BackendEvent, Slot
 from sparse_attention_hub.executor.plan import Job
 
@@ -27,12 +28,18 @@ logger = logging.getLogger(__name__)
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 GRACE_S = 3.0
+MAX_FAILED_STARTS = 3
+
+
+class WorkerStartError(SparseAttentionHubError, RuntimeError):
+    """Workers die before they are ready: the environment is broken, respawning cannot help."""
 
 
 @dataclass
 class _Handle:
     process: BaseProcess
     conn: Connection
+    ready: bool = False
 
 
 @BACKENDS.register("local")
@@ -50,6 +57,7 @@ class LocalBackend:
         self.cpu_threads = cpu_threads or max(1, (os.cpu_count() or 1) // max(1, n_cpu))
         self._context = mp.get_context("spawn")
         self._handles: dict[int, _Handle] = {}
+        self._failed_starts = 0
 
     def start(self) -> None:
         for slot in self.slots:
@@ -91,6 +99,13 @@ class LocalBackend:
                 handle.process.join()
                 events.append(BackendEvent(worker, "died", {"exitcode": handle.process.exitcode}))
                 handle.conn.close()
+                self._failed_starts += not handle.ready
+                if self._failed_starts >= MAX_FAILED_STARTS:
+                    raise WorkerStartError(
+                        f"{self._failed_starts} worker processes died before they were ready "
+                        f"(last exit code {handle.process.exitcode}); see their output above. "
+                        "A script that starts an executor needs `if __name__ == '__main__':`."
+                    )
                 self._spawn(self.slots[worker])
         return events
 
@@ -99,6 +114,7 @@ class LocalBackend:
         try:
             while handle.conn.poll():
                 kind, payload = handle.conn.recv()
+                handle.ready = handle.ready or kind == "ready"
                 events.append(BackendEvent(worker, kind, payload))
         except (EOFError, OSError):
             pass  # the process is gone; its sentinel reports how
@@ -156,8 +172,10 @@ def worker_main(
 
         torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction, 0)
 
+    from sparse_attention_hub.benchmark.registry import list_benchmarks
     from sparse_attention_hub.executor.worker import Worker
 
+    list_benchmarks()  # import every benchmark module now, not inside the first job's timeout
     worker = Worker(
         worker_id, local_device, notify=lambda kind, payload: conn.send((kind, payload))
     )
