@@ -12,6 +12,7 @@ job starting (parent <-> worker round trip), and the time a job spends beyond it
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -50,7 +51,7 @@ def scripted(base: Path, jobs: int, slots: int, seed: int) -> None:
         timeline = sorted((e["t"], e["event"]) for e in started + finished if e["worker"] == worker)
         gaps += [
             b[0] - a[0]
-            for a, b in zip(timeline, timeline[1:])
+            for a, b in itertools.pairwise(timeline)
             if a[1] == "job_finished" and b[1] == "job_started"
         ]
     extra = []
