@@ -121,10 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = executor.plan(spec)
     if args.dry_run:
         run_ids = {j.job_id for j in executor.to_run(jobs)}
-        table = Table("state", "run?", "job", box=None)
         for job in jobs:
-            table.add_row(job.state.value, "yes" if job.job_id in run_ids else "", job.job_id)
-        console.print(table)
+            say(f"{job.state.value:<9} {'run' if job.job_id in run_ids else '-':<4} {job.job_id}")
         states = Counter(j.state.value for j in jobs)
         summary = ", ".join(
             f"{states.get(s, 0)} {s}" for s in ("complete", "stale", "pending", "failed")
