@@ -123,29 +123,88 @@ def test_written_directory_loads_with_tied_weights(tmp_path: Path, chat_tokenize
     assert (tmp_path / "source.json").is_file() and (tmp_path / "tokenizer_config.json").is_file()
 
 
-def test_gguf_source_uses_the_cache_on_second_load(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, chat_tokenizer: Any
-) -> None:
-    """The GGUF reader is stubbed (the real file is covered by a slow test): cache logic only."""
-    monkeypatch.setenv("SAH_CACHE_DIR", str(tmp_path / "cache"))
-    reads: list[Path] = []
+def write_tiny_gguf(path: Path) -> None:
+    """A 2-layer random Llama GGUF (float32, GQA 4/2 heads) with a byte-level BPE and a template."""
+    import gguf
+    import numpy as np
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    def fake_read(path: Path) -> tuple[Any, Any]:
-        reads.append(path)
-        return tied_llama(len(chat_tokenizer)), chat_tokenizer
-
-    monkeypatch.setattr(sources, "read_gguf", fake_read)
-    gguf = tmp_path / "tiny.gguf"
-    gguf.write_bytes(b"not really gguf")
-    source = sources.resolve_model_source(str(gguf))
-    assert source.kind == "gguf"
-    first = sources.load_model(source)
-    second = sources.load_model(source)
-    tokenizer = sources.load_tokenizer(source)
-    assert len(reads) == 1
-    digest = hashlib.sha256(b"not really gguf").hexdigest()
-    assert sources.loadable_location(source) == str(
-        tmp_path / "cache" / "models" / f"gguf-{digest[:32]}"
+    tokens = [*bytes_to_unicode().values(), "Ġt", "<|im_start|>", "<|im_end|>"]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_context_length(256)
+    writer.add_embedding_length(64)
+    writer.add_block_count(2)
+    writer.add_feed_forward_length(128)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(2)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(16)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * (len(tokens) - 2) + [3, 3])
+    writer.add_token_merges(["Ġ t"])
+    writer.add_bos_token_id(len(tokens) - 2)
+    writer.add_eos_token_id(len(tokens) - 1)
+    writer.add_chat_template(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
-    torch.testing.assert_close(first.lm_head.weight, second.lm_head.weight)
-    assert tokenizer.chat_template == chat_tokenizer.chat_template
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd.weight": (len(tokens), 64), "output_norm.weight": (64,)}
+    for i in range(2):  # no output.weight: the LM head is tied to the embeddings
+        shapes |= {
+            f"blk.{i}.attn_norm.weight": (64,),
+            f"blk.{i}.attn_q.weight": (64, 64),
+            f"blk.{i}.attn_k.weight": (32, 64),
+            f"blk.{i}.attn_v.weight": (32, 64),
+            f"blk.{i}.attn_output.weight": (64, 64),
+            f"blk.{i}.ffn_norm.weight": (64,),
+            f"blk.{i}.ffn_gate.weight": (128, 64),
+            f"blk.{i}.ffn_up.weight": (128, 64),
+            f"blk.{i}.ffn_down.weight": (64, 128),
+        }
+    for name, shape in shapes.items():
+        writer.add_tensor(name, (rng.standard_normal(shape) * 0.3).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_tiny_gguf_is_dequantised_once_then_loaded_from_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sparse_attention_hub.adapters.base import Request
+    from sparse_attention_hub.adapters.hf import ModelAdapterHF
+
+    monkeypatch.setenv("SAH_CACHE_DIR", str(tmp_path / "cache"))
+    gguf_file = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf_file)
+    reads: list[Path] = []
+    real_read = sources.read_gguf
+
+    def counting_read(path: Path) -> tuple[Any, Any]:
+        reads.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(sources, "read_gguf", counting_read)
+    first = ModelAdapterHF(str(gguf_file))
+    second = ModelAdapterHF(str(gguf_file))
+    assert len(reads) == 1 and first.describe()["source_kind"] == "gguf"
+    digest = hashlib.sha256(gguf_file.read_bytes()).hexdigest()
+    entry = tmp_path / "cache" / "models" / f"gguf-{digest[:32]}"
+    assert {"config.json", "model.safetensors", "source.json", "tokenizer.json"} <= {
+        p.name for p in entry.iterdir()
+    }
+    model = second.model
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    cold, tokenizer = real_read(gguf_file)
+    ids = torch.tensor([tokenizer("the tiny model").input_ids])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, cold.eval()(ids).logits)
+    answer = second.process_request(
+        Request("some context", "a question?"), {"max_new_tokens": 3}, {}
+    )
+    assert isinstance(answer.responses, str)

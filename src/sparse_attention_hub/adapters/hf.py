@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -174,7 +175,8 @@ class ModelAdapterHF(ModelAdapter):
                 self._label(run, question_id, index, "question_prefill", 0)
                 logits = self._forward(ids, cache, position)
                 position += len(ids)
-            assert logits is not None  # guaranteed by the empty-prompt check in process_request
+            if logits is None:  # no context and no question tokens (checked before the prefill)
+                raise ValueError("empty prompt")
             for step in range(1, options.max_new_tokens + 1):
                 token = choose(logits)
                 if token in self.eos_ids:
@@ -288,9 +290,9 @@ def parse_request_kwargs(request_kwargs: Mapping[str, Any]) -> int | None:
     value = request_kwargs.get("max_context_length")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"max_context_length must be an int >= 1 or None, got {value!r}")
-    return value
+    return int(value)
 
 
 def crop_cache(cache: Any, length: int) -> None:
