@@ -264,3 +264,20 @@ def test_a_scorer_frame_not_indexed_like_its_rows_is_an_error(tmp_path: Path) ->
     )
     assert "not indexed like rows" in metrics["errors"]["beta"]
     assert metrics["tasks"]["beta"]["score"] is None  # its rows are 6, 7; the frame says 0, 1
+
+
+class SharedIdBenchmark(ToyBenchmark):
+    """Two subsets whose rows carry the same ids (as LongBench-v2's 0shot and cot do)."""
+
+    def load_subset(self, subset: str) -> pd.DataFrame:
+        prefix = "P:" if subset == "alpha" else "Q:"
+        return frame_of(subset, [("same", "X", "q", prefix, 8, ["r"])])
+
+
+def test_sample_ids_repeated_across_subsets_are_refused(tmp_path: Path) -> None:
+    adapter = ScriptedAdapter(default="r")
+    with pytest.raises(ConfigError, match=r"unique within one run.*'same'.*\['alpha', 'beta'\]"):
+        SharedIdBenchmark(["alpha", "beta"]).run_benchmark(adapter, tmp_path)
+    assert adapter.calls == []
+    metrics = SharedIdBenchmark(["beta"]).run_benchmark(adapter, tmp_path / "beta")
+    assert metrics["tasks"]["beta"]["score"] == 100.0

@@ -66,6 +66,8 @@ def test_raw_results_round_trip_lists_text_and_scores(tmp_path: Path) -> None:
             "prediction": ["", "None", "NA\nline 2"],
             "answer_prefix": ["", "", ""],
             "score": [1.0, 0.25, float("nan")],
+            "score_lenient": [float("nan")] * 3,
+            "extracted": ["24", "", "7"],
             "max_new_tokens": [32, 32, 32],
         }
     )
@@ -77,4 +79,6 @@ def test_raw_results_round_trip_lists_text_and_scores(tmp_path: Path) -> None:
     assert back["prediction"].tolist() == ["", "None", "NA\nline 2"]  # never parsed as missing
     assert back["answer_prefix"].tolist() == ["", "", ""]
     assert back["score"].tolist()[:2] == [1.0, 0.25] and math.isnan(back["score"].iloc[2])
+    assert back["score_lenient"].isna().all()  # an all-blank score column is still numeric
+    assert back["extracted"].tolist() == ["24", "", "7"]  # other columns: as read_csv infers
     assert back["max_new_tokens"].tolist() == [32, 32, 32]

@@ -268,3 +268,15 @@ def test_without_any_tokenizer_loading_fails_clearly(synthetic_cache: Path, tmp_
     )
     with pytest.raises(DatasetLoadError, match="needs a tokenizer"):
         bench.run_benchmark(ScriptedAdapter(), tmp_path)
+
+
+def test_aggregation_of_nothing_is_null_not_a_division_by_zero() -> None:
+    empty = pd.DataFrame({"task": [], "context_length": [], "score": []})
+    metrics = RulerSynthetic().aggregate(empty)
+    assert metrics["overall"] is None and metrics["tasks"] == {}
+    unscored = pd.DataFrame({"task": ["vt"], "context_length": [4096], "score": [float("nan")]})
+    metrics = RulerSynthetic().aggregate(unscored)
+    assert metrics["buckets"]["by_length"] == {"4096": {"vt": None}}
+    assert metrics["buckets"]["by_length_n"] == {"4096": {"vt": 0}}
+    assert metrics["tasks"]["vt"] == {"score": None, "n_scored": 0}
+    assert metrics["overall"] is None

@@ -118,6 +118,14 @@ class Benchmark(ABC):
 
         self.bind_adapter(adapter)
         samples = self.load_samples()
+        repeated = samples.loc[samples["sample_id"].duplicated(), "sample_id"]
+        if not repeated.empty:  # predictions are keyed by id: a repeat would reuse another's answer
+            involved = sorted(set(samples.loc[samples["sample_id"].isin(repeated), "subset"]))
+            raise ConfigError(
+                f"{self.benchmark_name}: sample ids must be unique within one run, but "
+                f"{repeated.nunique()} repeat (e.g. {repeated.iloc[0]!r}) in subsets {involved}; "
+                "run those subsets as separate jobs"
+            )
         groups = group_requests(samples)
         groups = limit_groups(groups, request_kwargs.get("max_requests"))
         selected = samples.loc[[i for g in groups for i in g.row_indices]]

@@ -14,9 +14,13 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-# Columns read back as text whatever they hold, and columns that are numbers even when all blank.
+# Columns read back as text whatever they hold.
 TEXT_COLUMNS = ("sample_id", "prediction", "context", "question", "answer_prefix", "task", "subset")
-NUMERIC_COLUMNS = ("score",)
+
+
+def is_score_column(name: str) -> bool:
+    """Per-sample scores: numbers even when some (or all) cells are blank."""
+    return name == "score" or name.startswith("score_")
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -86,8 +90,9 @@ def write_raw_results(path: Path, frame: pd.DataFrame) -> None:
 def read_raw_results(path: Path, json_columns: Iterable[str] = ("answers",)) -> pd.DataFrame:
     """Read `raw_results.csv` back, decoding the JSON-encoded list columns.
 
-    Text is never parsed as missing (a prediction `"None"` or `""` stays text); a numeric column
-    with blank cells (a task whose scorer failed has no `score`) comes back as floats with NaN.
+    Text is never parsed as missing (a prediction `"None"` or `""` stays text); a score column
+    (`score`, `score_*`) with blank cells (a task whose scorer failed) comes back as floats with
+    NaN. Other columns keep what `read_csv` infers.
     """
     json_columns = tuple(json_columns)
     frame = pd.read_csv(path, keep_default_na=False, dtype=dict.fromkeys(TEXT_COLUMNS, str))
@@ -96,13 +101,9 @@ def read_raw_results(path: Path, json_columns: Iterable[str] = ("answers",)) -> 
             frame[column] = [
                 json.loads(v) if isinstance(v, str) and v else [] for v in frame[column]
             ]
-        elif column not in TEXT_COLUMNS and not pd.api.types.is_numeric_dtype(frame[column]):
+        elif is_score_column(column) and not pd.api.types.is_numeric_dtype(frame[column]):
             blank = frame[column] == ""
             numbers = pd.to_numeric(frame[column].where(~blank), errors="coerce")
-            if (
-                blank.any()
-                and numbers.notna().sum() == (~blank).sum()
-                and (column in NUMERIC_COLUMNS or not blank.all())
-            ):
+            if numbers.notna().sum() == (~blank).sum():
                 frame[column] = numbers
     return frame
