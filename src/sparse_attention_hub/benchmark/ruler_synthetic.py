@@ -57,7 +57,8 @@ class RulerSynthetic(Benchmark):
 
     `tokenizer` is a tokenizer object or a name/path for `AutoTokenizer`; when omitted it is taken
     from the adapter (`adapter.tokenizer`) before loading. `template_overhead` reserves tokens for
-    a chat template. Rows are cached under `cache_dir` (default: `default_cache_dir()`).
+    a chat template. Rows are cached under `cache_dir` (default: `default_cache_dir()`), which is
+    not an option of the rows (it does not enter `options()`); `data_path` is unused.
     """
 
     benchmark_name = "ruler_synthetic"
