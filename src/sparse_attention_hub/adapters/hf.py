@@ -12,6 +12,7 @@ import gc
 import logging
 import numbers
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -120,30 +121,22 @@ class ModelAdapterHF(ModelAdapter):
             raise ValueError(
                 "empty prompt: the request has no context tokens and an empty question"
             )
-        from transformers import DynamicCache
-
         stats = self._active_stats()
         answers: list[str] = []
         with torch.inference_mode():
-            cache = DynamicCache()
-            context_len = len(encoded.context_ids)
-            context_logits = self._forward(encoded.context_ids, cache, 0) if context_len else None
+            context = self._prefill_context(encoded.context_ids)
             state = self._new_state()
             for index, (question_id, ids) in enumerate(
                 zip(question_ids, encoded.question_ids, strict=True)
             ):
-                crop_cache(cache, context_len)
+                context.rewind()
                 if state is not None:
-                    state.crop(context_len)
+                    state.crop(context.length)
                     # the id alone names the question: its masks must not depend on its position
                     # in the request (a resumed job asks only the pending questions)
                     state.begin_question(question_id, 0)
                 run = AttentionRun(self.sparse_attention_config, state, stats)
-                answers.append(
-                    self._answer(
-                        ids, cache, context_len, context_logits, options, run, question_id, index
-                    )
-                )
+                answers.append(self._answer(ids, context, options, run, question_id, index))
         if stats is not None:
             stats.flush()
         info = {
@@ -153,12 +146,18 @@ class ModelAdapterHF(ModelAdapter):
         return RequestResponse(answers[0] if isinstance(request.questions, str) else answers, info)
 
     # ----- one question --------------------------------------------------------------------
+    def _prefill_context(self, ids: list[int]) -> PrefilledContext:
+        """The dense, native-attention prefill of the context: run once per request."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        logits = self._forward(ids, cache, 0) if ids else None
+        return PrefilledContext(cache, len(ids), logits)
+
     def _answer(
         self,
         ids: list[int],
-        cache: Any,
-        context_len: int,
-        context_logits: torch.Tensor | None,
+        context: PrefilledContext,
         options: GenerationOptions,
         run: AttentionRun,
         question_id: str,
@@ -168,9 +167,10 @@ class ModelAdapterHF(ModelAdapter):
         choose = TokenChooser(options, question_id)
         stops = options.stops
         generated: list[int] = []
+        cache = context.cache
         with attention_mode(self.model, run):
-            position = context_len
-            logits = context_logits
+            position = context.length
+            logits = context.last_logits
             if ids:
                 self._label(run, question_id, index, "question_prefill", 0)
                 logits = self._forward(ids, cache, position)
@@ -295,8 +295,16 @@ def parse_request_kwargs(request_kwargs: Mapping[str, Any]) -> int | None:
     return int(value)
 
 
-def crop_cache(cache: Any, length: int) -> None:
-    """Cut a DynamicCache back to its first `length` positions (transformers' crop takes -n)."""
-    excess = cache.get_seq_length() - length
-    if excess > 0:
-        cache.crop(-excess)
+@dataclass
+class PrefilledContext:
+    """The KV cache after the context prefill, its length, and its last-position logits."""
+
+    cache: Any  # transformers DynamicCache
+    length: int
+    last_logits: torch.Tensor | None  # None for an empty context
+
+    def rewind(self) -> None:
+        """Drop every position past the context (transformers' `crop` takes -n_to_remove)."""
+        excess = self.cache.get_seq_length() - self.length
+        if excess > 0:
+            self.cache.crop(-excess)
