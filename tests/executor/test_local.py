@@ -159,3 +159,25 @@ def test_raised_errors_are_categorised_with_traceback(
     assert "Traceback" in (job_dir / "error.txt").read_text()
     failure = json.loads((job_dir / "failure.json").read_text())
     assert failure["exc_type"] == exc and len(failure["attempts"]) == attempts
+
+
+def test_gpu_slot_pins_its_device_before_torch_starts(base: Path) -> None:
+    """A `cuda:3` worker sees only GPU 3 (as cuda:0); checked on CPU through the environment."""
+    from sparse_attention_hub.executor.backends import Slot
+    from sparse_attention_hub.executor.backends.local import LocalBackend
+
+    (job,) = plan(make_spec(base))
+    backend = LocalBackend([Slot(0, "cuda:3")])
+    backend.start()
+    try:
+        backend.submit(0, job, attempt=1)
+        events: list[Any] = []
+        while not any(e.kind in ("finished", "raised", "died") for e in events):
+            events += backend.wait(30.0)
+    finally:
+        backend.shutdown()
+    assert [e.payload["device"] for e in events if e.kind == "ready"] == ["cuda:3"]
+    assert events[-1].kind == "finished", events[-1]
+    probe = json.loads((job.result_dir / "device.json").read_text())
+    assert probe["CUDA_VISIBLE_DEVICES"] == "3"
+    assert json.loads((job.result_dir / "manifest.json").read_text())["device"] == "cuda:3"

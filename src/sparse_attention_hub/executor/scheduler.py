@@ -89,8 +89,8 @@ class Scheduler:
 
     # ----- main loop -----------------------------------------------------------------------
     def run(self) -> Outcome:
-        self.backend.start()
         try:
+            self.backend.start()
             while self.queue or self._running():
                 self._dispatch()
                 for event in self.backend.wait(self._wait_timeout()):

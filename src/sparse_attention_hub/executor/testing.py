@@ -64,12 +64,12 @@ class FaultAdapter(ScriptedAdapter):
     def _probe_device(self, job_dir: Path) -> None:
         import torch
 
+        count = torch.cuda.device_count()
         probe = {
             "pid": os.getpid(),
             "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "device_count": torch.cuda.device_count(),
-            "device_name": torch.cuda.get_device_name(0),
-            "uuid": str(getattr(torch.cuda.get_device_properties(0), "uuid", "")),
+            "device_count": count,
+            "device_name": torch.cuda.get_device_name(0) if count else None,
         }
         (job_dir / "device.json").write_text(json.dumps(probe))
 

@@ -177,7 +177,10 @@ def worker_main(
 
     list_benchmarks()  # import every benchmark module now, not inside the first job's timeout
     worker = Worker(
-        worker_id, local_device, notify=lambda kind, payload: conn.send((kind, payload))
+        worker_id,
+        local_device,
+        notify=lambda kind, payload: conn.send((kind, payload)),
+        label=device,
     )
     conn.send(("ready", {"pid": os.getpid(), "device": device}))
     while True:
