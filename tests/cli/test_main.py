@@ -76,6 +76,11 @@ def test_config_errors_all_reported_exit_2(
     assert main(["run", str(write_yaml(tmp_path / "exp.yaml", data))]) == 2
     err = capsys.readouterr().err
     assert "2 problem(s)" in err and "'nope'" in err and "'zz'" in err
+    good = write_yaml(tmp_path / "good.yaml", experiment(tmp_path))
+    assert main(["run", str(good), "--max-concurrent-runs", "0"]) == 2
+    assert "max_concurrent_runs" in capsys.readouterr().err
+    assert main(["run", str(good), "--gpus", "99"]) == 2
+    assert "gpu id(s) [99] do not exist" in capsys.readouterr().err
     bad = tmp_path / "dup.yaml"
     bad.write_text("models: [m]\nmodels: [n]\nbenchmarks: [{name: x}]\n")
     assert main(["run", str(bad)]) == 2

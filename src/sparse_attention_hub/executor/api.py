@@ -21,6 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pydantic import ValidationError
+
+from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.backends import create_backend, slot_layout
 from sparse_attention_hub.executor.plan import Job, JobState, check_gpu_ids, plan
 from sparse_attention_hub.executor.progress import RunRecorder
@@ -36,6 +39,7 @@ from sparse_attention_hub.executor.spec import (
     BenchmarkConfig,
     ExecutionConfig,
     ExperimentSpec,
+    format_validation_error,
     spec_from_dict,
 )
 
@@ -63,14 +67,17 @@ class BenchmarkExecutor:
         rerun_stale: bool = False,
         progress: bool | None = None,
     ) -> None:
-        self.execution = ExecutionConfig(
-            gpu_ids=list(gpu_ids or []),
-            max_concurrent_runs=max_concurrent_runs,
-            max_retries=max_retries,
-            job_timeout_s=job_timeout_s,
-            gpu_memory_fraction=gpu_memory_fraction,
-            backend=backend,
-        )
+        try:
+            self.execution = ExecutionConfig(
+                gpu_ids=list(gpu_ids or []),
+                max_concurrent_runs=max_concurrent_runs,
+                max_retries=max_retries,
+                job_timeout_s=job_timeout_s,
+                gpu_memory_fraction=gpu_memory_fraction,
+                backend=backend,
+            )
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc)) from None
         self.base_result_dir = Path(base_result_dir)
         self.rerun_failed = rerun_failed
         self.rerun_stale = rerun_stale

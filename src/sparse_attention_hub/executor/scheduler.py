@@ -89,6 +89,7 @@ class Scheduler:
 
     # ----- main loop -----------------------------------------------------------------------
     def run(self) -> Outcome:
+        drained = False  # only a loop that ran out of work may end its workers politely
         try:
             self.backend.start()
             while self.queue or self._running():
@@ -97,12 +98,13 @@ class Scheduler:
                     self._handle(event)
                 self._check_timeouts()
                 self._publish()
+            drained = True
         except KeyboardInterrupt:
             self.outcome.interrupted = True
             logger.warning("interrupted: stopping dispatch and ending workers")
             self.recorder.event("interrupted", running=[r.job.job_id for r in self._running()])
         finally:
-            self.backend.shutdown(force=self.outcome.interrupted)
+            self.backend.shutdown(force=not drained)
             for running in self._running():
                 running.lock.release()
             self._publish(force=True)
