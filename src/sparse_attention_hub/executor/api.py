@@ -129,6 +129,7 @@ class BenchmarkExecutor:
         return [j for j in jobs if j.state in wanted]
 
     def run(self, spec: ExperimentSpec) -> ExecutionResults:
+        """Run the spec's missing jobs; results go under this executor's `base_result_dir`."""
         jobs = self.plan(spec)
         todo = self.to_run(jobs)
         base = self.base_result_dir.absolute()
