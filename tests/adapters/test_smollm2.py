@@ -1,4 +1,7 @@
-"""The real embedded model (SmolLM2-135M-Instruct GGUF): cache, numerics, one answer. Slow."""
+"""The real embedded model (SmolLM2-135M-Instruct GGUF): cache, numerics, one answer.
+
+The cold de-quantisation test is slow (~30 s); the others load from the user's cache in seconds.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,6 @@ from sparse_attention_hub.adapters.base import Request
 from sparse_attention_hub.adapters.hf import ModelAdapterHF
 from sparse_attention_hub.sparse_attention import get_preset
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def smollm2() -> Iterator[ModelAdapterHF]:
@@ -26,6 +27,7 @@ def smollm2() -> Iterator[ModelAdapterHF]:
     adapter.close()
 
 
+@pytest.mark.slow
 def test_gguf_is_dequantised_once_then_cached(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -21,7 +21,9 @@ _loaded = False
 def register_benchmark(name: str, *aliases: str) -> Callable[[type[Benchmark]], type[Benchmark]]:
     def decorator(cls: type[Benchmark]) -> type[Benchmark]:
         if cls.benchmark_name != name:
-            raise TypeError(f"{cls.__name__}.benchmark_name is {cls.benchmark_name!r}, registered as {name!r}")
+            raise TypeError(
+                f"{cls.__name__}.benchmark_name is {cls.benchmark_name!r}, registered as {name!r}"
+            )
         BENCHMARKS.add(name, cls, *aliases)
         return cls
 

@@ -3,7 +3,7 @@
 executor = BenchmarkExecutor(gpu_ids=[0, 1], max_concurrent_runs=4, base_result_dir="results")
 results = executor.run_benchmark_matrix(
     model_names=["smollm2-135m-instruct"],
-    sparse_attention_configs=[("dense", None), ("streaming", get_preset("streaming_llm"))],
+    sparse_attention_configs=[("dense", None), ("streaming", get_preset("streaming"))],
     benchmark_configs=[BenchmarkConfig("ruler_synthetic", ["niah_single_1"])],
 )
 """
