@@ -2,6 +2,7 @@
 
 sah run experiment.yaml [--dry-run] [--gpus 0,1] [--max-concurrent-runs 4] [--debug] ...
 sah status results/quickstart
+sah report results/quickstart [--baseline dense] [--csv table.csv]
 sah list benchmarks | presets
 """
 
@@ -79,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="summarise a result dir")
     status.add_argument("result_dir", type=Path)
 
+    report = commands.add_parser("report", help="scores and the share of dense each config keeps")
+    report.add_argument("result_dir", type=Path)
+    report.add_argument("--baseline", default="dense", help="sparse config name to compare against")
+    report.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
+
     listing = commands.add_parser("list", help="list benchmarks or sparse-attention presets")
     listing.add_argument("what", choices=["benchmarks", "presets"])
     return parser
@@ -96,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "status":
             return cmd_status(args.result_dir)
+        if args.command == "report":
+            return cmd_report(args.result_dir, args.baseline, args.csv)
         return cmd_list(args.what)
     except ConfigError as exc:
         Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
@@ -178,6 +186,37 @@ def cmd_status(result_dir: Path) -> int:
         rows = max(0, len(results_csv.read_text().splitlines()) - 1)
         say(f"results.csv: {rows} rows")
     return EXIT_OK
+
+
+def cmd_report(result_dir: Path, baseline: str, csv_path: Path | None) -> int:
+    from sparse_attention_hub.report import kept_table, pivot_scores
+
+    table = kept_table(result_dir, baseline)
+    if csv_path is not None:
+        table.to_csv(csv_path, index=False)
+    scores, kept = pivot_scores(table, "score"), pivot_scores(table, "kept")
+    density = table.groupby(["model", "sparse_config"])["density"].mean()
+    for model in scores.index.get_level_values("model").unique():
+        configs = list(scores.loc[model].index)
+        view = Table("benchmark/subset", *configs, title=model, box=None)
+        for column in scores.columns:
+            cells = [
+                _cell(scores.at[(model, c), column], kept.at[(model, c), column]) for c in configs
+            ]
+            view.add_row("mean" if column == "mean" else column, *cells)
+        view.add_row("density", *[_number(density.get((model, c))) for c in configs])
+        console.print(view)
+    say(f"score 0-100; in brackets the share of the {baseline!r} score kept on the same subset")
+    return EXIT_OK
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _cell(score: Any, kept: Any) -> str:
+    text = _number(score)
+    return text if kept is None or kept != kept else f"{text} ({kept:.0f}%)"
 
 
 def cmd_list(what: str) -> int:

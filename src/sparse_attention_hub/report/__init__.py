@@ -1,0 +1,5 @@
+"""Tables (and later plots) of how much accuracy each sparse config keeps against dense."""
+
+from sparse_attention_hub.report.tables import kept_table, pivot_scores
+
+__all__ = ["kept_table", "pivot_scores"]
