@@ -130,7 +130,7 @@ def test_ctrl_c_then_second_run_completes_exactly_the_missing_jobs(tmp_path: Pat
             os.kill(pid, 0)  # no orphaned worker
     jobs = plan(spec_from_dict(data))
     done = {j.job_id for j in jobs if (j.result_dir / "manifest.json").exists()}
-    assert 1 <= len(done) < len(jobs)
+    assert 0 < len(done) < len(jobs)
 
     second = sah("run", str(exp), "--no-progress", "--max-concurrent-runs", "1")
     out, _ = second.communicate(timeout=120)

@@ -3,7 +3,7 @@
 Rows come pre-generated from the hub (`simonjegou/ruler`, one config per length, RULER's
 `prepare.py` output with the Llama-3.1 tokenizer). Scoring and aggregation follow RULER's
 `evaluate.py` (specs/benchmarks.md §5) and are shared with `ruler_synthetic` through
-`scorers.ruler_sample_score` / `scorers.ruler_aggregate`.
+`scorers.ruler_score_rows` / `scorers.ruler_aggregate`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
-from sparse_attention_hub.benchmark.scorers import ruler_aggregate, ruler_sample_score
+from sparse_attention_hub.benchmark.scorers import ruler_aggregate, ruler_score_rows
 
 TASKS = (
     "niah_single_1",
@@ -58,11 +58,7 @@ class Ruler(Benchmark):
 
     def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
         """`string_match_part` for qa_1/qa_2, `string_match_all` otherwise, on a cleaned copy."""
-        scores = [
-            ruler_sample_score(task, str(prediction), list(answers))
-            for prediction, answers in zip(rows["prediction"], rows["answers"], strict=True)
-        ]
-        return pd.DataFrame({"score": scores}, index=rows.index)
+        return ruler_score_rows(task, rows)
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
         return ruler_aggregate(scored, self.benchmark_name)

@@ -27,7 +27,7 @@ from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.loading import normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.benchmark.results_io import write_text_atomic
-from sparse_attention_hub.benchmark.scorers import ruler_aggregate, ruler_sample_score
+from sparse_attention_hub.benchmark.scorers import ruler_aggregate, ruler_score_rows
 from sparse_attention_hub.benchmark.synthetic.generate import GENERATOR_VERSION, generate_rows
 from sparse_attention_hub.benchmark.synthetic.resources import CHECKSUMS
 from sparse_attention_hub.benchmark.synthetic.sizing import tokenizer_fingerprint
@@ -174,11 +174,7 @@ class RulerSynthetic(Benchmark):
 
     # ----- scoring -------------------------------------------------------------------------
     def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
-        scores = [
-            ruler_sample_score(task, str(prediction), list(answers))
-            for prediction, answers in zip(rows["prediction"], rows["answers"], strict=True)
-        ]
-        return pd.DataFrame({"score": scores}, index=rows.index)
+        return ruler_score_rows(task, rows)
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
         return ruler_aggregate(scored, self.benchmark_name)

@@ -159,6 +159,15 @@ def ruler_sample_score(task: str, prediction: str, references: Sequence[str]) ->
     return string_match_all(cleaned, references)
 
 
+def ruler_score_rows(task: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-sample RULER scores of one task's rows (`prediction`, `answers`), indexed like them."""
+    scores = [
+        ruler_sample_score(task, str(prediction), list(answers))
+        for prediction, answers in zip(rows["prediction"], rows["answers"], strict=True)
+    ]
+    return pd.DataFrame({"score": scores}, index=rows.index)
+
+
 def ruler_aggregate(scored: pd.DataFrame, benchmark_name: str) -> dict[str, Any]:
     """RULER metrics (specs/benchmarks.md §5) from per-sample scores, all on 0-100.
 
@@ -265,7 +274,7 @@ def extract_integer_answer(text: str) -> tuple[int | None, str]:
     return None, "none"
 
 
-# ----- Literal-only parsing of generated dicts (LooGLE cloze; never eval()) -----------------
+# ----- Literal-only parsing of generated dicts (LooGLE cloze; never run as code) -----------------
 _BRACED_SPAN = re.compile(r"\{.*?\}", re.DOTALL)
 
 
