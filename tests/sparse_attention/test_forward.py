@@ -157,6 +157,18 @@ def test_stats_file_is_fresh_per_job_and_flushed(tmp_path: Path) -> None:
     assert path.read_text() == "" and stats.summary()["n_calls"] == 0
 
 
+def test_stats_start_accepts_the_file_path_a_benchmark_passes(tmp_path: Path) -> None:
+    # Benchmark.run_benchmark hands `<job_dir>/attention_stats.jsonl`; it must stay a plain file
+    # (the executor unlinks it before re-running a stale job).
+    target = tmp_path / STATS_FILENAME
+    stats = AttentionStats()
+    stats.start(target)
+    stats.set_context("a", 0, "question_prefill", 0)
+    forward(get_preset("streaming"), stats)
+    stats.flush()
+    assert target.is_file() and len(target.read_text().splitlines()) == 1
+
+
 def test_sampling_factor_and_max_records_thin_only_the_file(tmp_path: Path) -> None:
     stats = AttentionStats(sampling_factor=0.5, max_records=7, seed=1)
     stats.start(tmp_path)

@@ -1,6 +1,6 @@
 """Per-call attention statistics of a sparse job: density, output error, masker metrics (§8).
 
-One `AttentionStats` belongs to one job. The job calls `start(job_dir)` (fresh
+One `AttentionStats` belongs to one job. The job calls `start(job_dir or file)` (fresh
 `attention_stats.jsonl`, truncated, buffer cleared), the adapter calls `set_context(...)` before
 each question prefill / decode step, `sparse_attention_forward` calls `record(...)` once per layer
 call, the adapter calls `flush()` after each request, and the job reads `summary()` for
@@ -66,14 +66,19 @@ class AttentionStats:
         self._extra_sums: dict[str, float] = {}
         self._extra_counts: dict[str, int] = {}
 
-    def start(self, job_dir: Path | str | None) -> None:
-        """Begin a job: clear everything; truncate `<job_dir>/attention_stats.jsonl` (None: memory only)."""
+    def start(self, target: Path | str | None) -> None:
+        """Begin a job: clear everything and truncate the statistics file (None: memory only).
+
+        `target` is the job directory (the file is `<target>/attention_stats.jsonl`) or the
+        `.jsonl` file itself, which is what `Benchmark.run_benchmark` passes.
+        """
         self._reset()
         self._context = {}
-        if job_dir is None:
+        if target is None:
             self.path = None
             return
-        self.path = Path(job_dir) / STATS_FILENAME
+        path = Path(target)
+        self.path = path if path.suffix == ".jsonl" else path / STATS_FILENAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("", encoding="utf-8")
 
