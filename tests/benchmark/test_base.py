@@ -176,7 +176,11 @@ def test_interrupted_run_resumes_without_redoing_finished_samples(tmp_path: Path
     crashing = FailingAdapter(fail_after=2, answers=right_answers())
     with pytest.raises(RuntimeError, match="GPU fell over"):
         ToyBenchmark(["alpha"]).run_benchmark(crashing, tmp_path)
-    assert set(read_predictions(tmp_path / "predictions.jsonl")) == {"a1", "a3", "a2"}
+    assert set(read_predictions(tmp_path / "predictions.jsonl")) == {
+        ("alpha", "a1"),
+        ("alpha", "a3"),
+        ("alpha", "a2"),
+    }
     assert not (tmp_path / "metrics.json").exists()
 
     adapter = ScriptedAdapter(answers=right_answers())
@@ -216,7 +220,7 @@ def test_a_failing_scorer_records_its_error_and_keeps_predictions(tmp_path: Path
     raw = read_raw_results(tmp_path / "raw_results.csv").set_index("sample_id")
     assert raw.loc["b2", "prediction"] == "nope"
     assert raw.loc["a1", "score"] == 1.0 and pd.isna(raw.loc["b1", "score"])
-    assert set(read_predictions(tmp_path / "predictions.jsonl")) >= {"b1", "b2"}
+    assert set(read_predictions(tmp_path / "predictions.jsonl")) >= {("beta", "b1"), ("beta", "b2")}
 
     # scoring is a pure function of saved predictions: fixed scorer, no new generation
     rerun = ScriptedAdapter(answers=right_answers())
@@ -271,13 +275,69 @@ class SharedIdBenchmark(ToyBenchmark):
 
     def load_subset(self, subset: str) -> pd.DataFrame:
         prefix = "P:" if subset == "alpha" else "Q:"
-        return frame_of(subset, [("same", "X", "q", prefix, 8, ["r"])])
+        rows = [("same", "X", f"q-{subset}", prefix, 8, [f"r-{subset}"])]
+        if subset == "broken":  # an id repeated inside one subset
+            rows.append(("same", "Y", "q-other", prefix, 8, ["r"]))
+        return frame_of(subset, rows)
 
 
-def test_sample_ids_repeated_across_subsets_are_refused(tmp_path: Path) -> None:
+def test_subsets_sharing_sample_ids_run_together_and_resume(tmp_path: Path) -> None:
+    answers = {"q-alpha": "r-alpha", "q-beta": "wrong"}
+    adapter = ScriptedAdapter(answers=answers)
+    metrics = SharedIdBenchmark(["alpha", "beta"]).run_benchmark(adapter, tmp_path)
+    assert [c["question_ids"] for c in adapter.calls] == [["same"], ["same"]]
+    assert metrics["tasks"]["alpha"]["score"] == 100.0  # each subset keeps its own answer
+    assert metrics["tasks"]["beta"]["score"] == 0.0
+    saved = read_predictions(tmp_path / "predictions.jsonl")
+    assert {k: r["prediction"] for k, r in saved.items()} == {
+        ("alpha", "same"): "r-alpha",
+        ("beta", "same"): "wrong",
+    }
+    raw = read_raw_results(tmp_path / "raw_results.csv")
+    assert raw[["subset", "sample_id", "prediction"]].values.tolist() == [
+        ["alpha", "same", "r-alpha"],
+        ["beta", "same", "wrong"],
+    ]
+    rerun = ScriptedAdapter(answers=answers)
+    assert SharedIdBenchmark(["alpha", "beta"]).run_benchmark(rerun, tmp_path) == metrics
+    assert rerun.calls == []  # both finished samples are recognised on resume
+
+
+def test_a_sample_id_repeated_within_a_subset_is_refused(tmp_path: Path) -> None:
     adapter = ScriptedAdapter(default="r")
-    with pytest.raises(ConfigError, match=r"unique within one run.*'same'.*\['alpha', 'beta'\]"):
-        SharedIdBenchmark(["alpha", "beta"]).run_benchmark(adapter, tmp_path)
+    with pytest.raises(ConfigError, match=r"unique within a subset.*'same' in subset 'broken'"):
+        SharedIdBenchmark(["alpha", "broken"]).run_benchmark(adapter, tmp_path)
     assert adapter.calls == []
-    metrics = SharedIdBenchmark(["beta"]).run_benchmark(adapter, tmp_path / "beta")
-    assert metrics["tasks"]["beta"]["score"] == 100.0
+
+
+class CountingBenchmark(ToyBenchmark):
+    """Records every `load_subset` call."""
+
+    def __init__(self, subsets_to_run: list[str]) -> None:
+        super().__init__(subsets_to_run)
+        self.loads: list[str] = []
+
+    def load_subset(self, subset: str) -> pd.DataFrame:
+        self.loads.append(subset)
+        return super().load_subset(subset)
+
+
+def test_samples_are_loaded_once_per_instance_and_served_as_copies(tmp_path: Path) -> None:
+    bench = CountingBenchmark(["alpha", "beta"])
+    first = bench.run_benchmark(ScriptedAdapter(answers=right_answers()), tmp_path / "one")
+    second = bench.run_benchmark(ScriptedAdapter(answers=right_answers()), tmp_path / "two")
+    assert bench.loads == ["alpha", "beta"] and first == second
+    copy = bench.load_samples()
+    copy["question"] = "changed"
+    assert bench.load_samples()["question"].iloc[0] == "q-a1"  # the cached rows are untouched
+    bench.forget_samples()
+    bench.load_samples()
+    assert bench.loads == ["alpha", "beta", "alpha", "beta"]
+
+
+def test_a_failed_load_is_not_cached() -> None:
+    bench = CountingBenchmark(["alpha", "broken"])
+    for _ in range(2):
+        with pytest.raises(DatasetLoadError, match="broken"):
+            bench.load_samples()
+    assert bench.loads == ["alpha", "broken", "alpha", "broken"]

@@ -28,16 +28,22 @@ def test_write_json_atomic_replaces_and_leaves_no_temp_files(tmp_path: Path) -> 
 def test_predictions_round_trip_and_later_lines_win(tmp_path: Path) -> None:
     path = tmp_path / "predictions.jsonl"
     assert read_predictions(path) == {}
+    first = {"subset": "s", "sample_id": "a", "prediction": "x"}
+    append_predictions(path, [first, {"subset": "s", "sample_id": 7, "prediction": "é"}])
     append_predictions(
-        path, [{"sample_id": "a", "prediction": "x"}, {"sample_id": 7, "prediction": "é"}]
+        path,
+        [
+            {"subset": "s", "sample_id": "a", "prediction": "y", "truncated_tokens": 3},
+            {"subset": "t", "sample_id": "a", "prediction": "other subset"},
+        ],
     )
-    append_predictions(path, [{"sample_id": "a", "prediction": "y", "truncated_tokens": 3}])
     done = read_predictions(path)
     assert done == {
-        "a": {"sample_id": "a", "prediction": "y", "truncated_tokens": 3},
-        "7": {"sample_id": 7, "prediction": "é"},
+        ("s", "a"): {"subset": "s", "sample_id": "a", "prediction": "y", "truncated_tokens": 3},
+        ("s", "7"): {"subset": "s", "sample_id": 7, "prediction": "é"},
+        ("t", "a"): {"subset": "t", "sample_id": "a", "prediction": "other subset"},
     }
-    assert path.read_text(encoding="utf-8").count("\n") == 3
+    assert path.read_text(encoding="utf-8").count("\n") == 4
 
 
 def test_torn_last_line_is_cut_and_appends_stay_valid(tmp_path: Path) -> None:
@@ -45,10 +51,10 @@ def test_torn_last_line_is_cut_and_appends_stay_valid(tmp_path: Path) -> None:
     append_predictions(path, [{"sample_id": "a", "prediction": "x"}])
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"sample_id": "b", "predic')  # crash mid-write
-    assert set(read_predictions(path)) == {"a"}
+    assert set(read_predictions(path)) == {("", "a")}  # a record without subset: key ""
     assert path.read_text(encoding="utf-8") == '{"sample_id": "a", "prediction": "x"}\n'
     append_predictions(path, [{"sample_id": "b", "prediction": "z"}])
-    assert read_predictions(path)["b"]["prediction"] == "z"
+    assert read_predictions(path)["", "b"]["prediction"] == "z"
 
 
 def test_a_file_holding_only_a_torn_line_reads_as_empty(tmp_path: Path) -> None:

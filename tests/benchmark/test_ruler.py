@@ -132,7 +132,7 @@ def test_ruler_end_to_end(tmp_path: Path) -> None:
     assert sorted(set(raw["context_length"])) == [4096, 8192]
     saved = read_predictions(tmp_path / "predictions.jsonl")
     multikey = samples.loc[(samples["task"] == "niah_multikey_1"), "sample_id"].iloc[0]
-    assert saved[multikey]["prediction"] == "\x00 1290364\x1f"  # saved as generated
+    assert saved["4096", multikey]["prediction"] == "\x00 1290364\x1f"  # saved as generated
     caps = {
         call["answer_prefix"][:30]: call["generation_kwargs"]["max_new_tokens"]
         for call in adapter.calls

@@ -22,6 +22,7 @@ from sparse_attention_hub.adapters.base import ModelAdapter, Request
 from sparse_attention_hub.benchmark.grouping import RequestGroup, group_requests, limit_groups
 from sparse_attention_hub.benchmark.results_io import (
     append_predictions,
+    prediction_key,
     read_predictions,
     write_json_atomic,
     write_raw_results,
@@ -56,6 +57,8 @@ class Benchmark(ABC):
             )
         self.subsets_to_run = subsets
         self.data_path = Path(data_path) if data_path is not None else None
+        self._samples: pd.DataFrame | None = None
+        self.last_scored: pd.DataFrame | None = None
 
     # ----- what a benchmark defines -------------------------------------------------------
     @abstractmethod
@@ -79,7 +82,20 @@ class Benchmark(ABC):
 
     # ----- loading -----------------------------------------------------------------------
     def load_samples(self) -> pd.DataFrame:
-        """All requested subsets; a subset that fails to load is an error naming it."""
+        """All requested subsets, loaded once per instance; each call returns a fresh copy.
+
+        A worker that runs many jobs on one instance reads the dataset (or generates the
+        synthetic rows) once. A subset that fails to load is an error naming it (nothing cached).
+        """
+        if self._samples is None:
+            self._samples = self._load_all()
+        return self._samples.copy()
+
+    def forget_samples(self) -> None:
+        """Drop the loaded rows, e.g. when the tokenizer that sized them changed."""
+        self._samples = None
+
+    def _load_all(self) -> pd.DataFrame:
         frames = []
         for subset in self.subsets_to_run:
             try:
@@ -105,7 +121,11 @@ class Benchmark(ABC):
         request_kwargs: Mapping[str, Any] | None = None,
         job_info: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Generate the missing predictions, then score everything saved; returns the metrics."""
+        """Generate the missing predictions, then score everything saved; returns the metrics.
+
+        Predictions are keyed by (subset, sample_id): subsets that share ids (LongBench-v2's
+        `0shot` and `cot`) can run in one call; an id repeated inside one subset is refused.
+        """
         generation_kwargs = dict(generation_kwargs or {})
         request_kwargs = dict(request_kwargs or {})
         unknown = sorted(set(request_kwargs) - set(REQUEST_KWARGS))
@@ -118,13 +138,17 @@ class Benchmark(ABC):
 
         self.bind_adapter(adapter)
         samples = self.load_samples()
-        repeated = samples.loc[samples["sample_id"].duplicated(), "sample_id"]
-        if not repeated.empty:  # predictions are keyed by id: a repeat would reuse another's answer
-            involved = sorted(set(samples.loc[samples["sample_id"].isin(repeated), "subset"]))
+        keys = pd.Series(
+            list(zip(samples["subset"].astype(str), samples["sample_id"].astype(str), strict=True)),
+            index=samples.index,
+            dtype=object,
+        )
+        repeated = keys[keys.duplicated()]
+        if not repeated.empty:  # one key, one prediction: a repeat would reuse another's answer
+            subset, sample_id = repeated.iloc[0]
             raise ConfigError(
-                f"{self.benchmark_name}: sample ids must be unique within one run, but "
-                f"{repeated.nunique()} repeat (e.g. {repeated.iloc[0]!r}) in subsets {involved}; "
-                "run those subsets as separate jobs"
+                f"{self.benchmark_name}: sample ids must be unique within a subset, but "
+                f"{repeated.nunique()} repeat (e.g. {sample_id!r} in subset {subset!r})"
             )
         groups = group_requests(samples)
         groups = limit_groups(groups, request_kwargs.get("max_requests"))
@@ -136,52 +160,52 @@ class Benchmark(ABC):
         )
         predictions_file = result_path / "predictions.jsonl"
         done = read_predictions(predictions_file)
-        todo = [
-            g for g in groups if any(samples.at[i, "sample_id"] not in done for i in g.row_indices)
-        ]
+        todo = [g for g in groups if any(keys[i] not in done for i in g.row_indices)]
         logger.info(
             "%s: %d samples, %d already predicted, %d requests to run",
             self.benchmark_name,
             len(selected),
-            len(selected)
-            - sum(1 for g in todo for i in g.row_indices if samples.at[i, "sample_id"] not in done),
+            sum(keys[i] in done for i in selected.index),
             len(todo),
         )
         adapter.start_statistics(result_path / "attention_stats.jsonl")
         for group in todo:
-            self._run_group(
-                adapter, samples, group, done, generation_kwargs, request_kwargs, predictions_file
+            pending = [i for i in group.row_indices if keys[i] not in done]
+            records = self._run_group(
+                adapter, samples.loc[pending], group, generation_kwargs, request_kwargs
             )
+            append_predictions(predictions_file, records)
+            done.update({prediction_key(r["subset"], r["sample_id"]): r for r in records})
 
         results = selected.copy()
-        results["prediction"] = [done[sid]["prediction"] for sid in results["sample_id"]]
+        results["prediction"] = [done[keys[i]]["prediction"] for i in results.index]
         write_raw_results(result_path / "raw_results.csv", results)
 
-        metrics = self.post_run_evaluate(results)
+        scored, metrics = self._score(results)
         metrics.update(adapter.statistics_summary())
         counts = samples.groupby("task").size().to_dict()
         for task, entry in metrics.get("tasks", {}).items():
             if isinstance(entry, dict) and task in counts:
                 entry.setdefault("n_available", int(counts[task]))
-        write_raw_results(result_path / "raw_results.csv", self.last_scored)
+        write_raw_results(result_path / "raw_results.csv", scored)
+        for name, payload in self.extra_outputs(scored).items():
+            write_json_atomic(result_path / name, payload)
         write_json_atomic(result_path / "metrics.json", metrics)
         return metrics
 
     def _run_group(
         self,
         adapter: ModelAdapter,
-        samples: pd.DataFrame,
+        rows: pd.DataFrame,
         group: RequestGroup,
-        done: dict[str, dict[str, Any]],
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
-        predictions_file: Path,
-    ) -> None:
-        pending = [i for i in group.row_indices if samples.at[i, "sample_id"] not in done]
-        ids = [str(samples.at[i, "sample_id"]) for i in pending]
+    ) -> list[dict[str, Any]]:
+        """One request for the still-missing questions of a group; one record per question."""
+        ids = [str(v) for v in rows["sample_id"]]
         request = Request(
             context=group.context,
-            questions=[str(samples.at[i, "question"]) for i in pending],
+            questions=[str(q) for q in rows["question"]],
             answer_prefix=group.answer_prefix,
             question_ids=ids,
         )
@@ -195,20 +219,33 @@ class Benchmark(ABC):
         if len(answers) != len(ids):
             raise RuntimeError(f"adapter returned {len(answers)} answers for {len(ids)} questions")
         records = [
-            {"sample_id": sid, "prediction": answer}
+            {"subset": group.subset, "sample_id": sid, "prediction": answer}
             for sid, answer in zip(ids, answers, strict=True)
         ]
         truncated = response.info.get("truncated_tokens")
         if truncated is not None:
             for record in records:
                 record["truncated_tokens"] = truncated
-        append_predictions(predictions_file, records)
-        for record in records:
-            done[record["sample_id"]] = record
+        return records
+
+    def extra_outputs(self, scored: pd.DataFrame) -> dict[str, Any]:
+        """Extra JSON files for the result directory, by file name (ZeroSCROLLS leaderboards).
+
+        Called with the scored rows after raw_results.csv is written, before metrics.json.
+        """
+        return {}
 
     # ----- scoring -----------------------------------------------------------------------
     def post_run_evaluate(self, results_df: pd.DataFrame) -> dict[str, Any]:
-        """Score saved predictions (a pure function of them); a failing task records its error."""
+        """Score saved predictions (a pure function of them); a failing task records its error.
+
+        The per-sample scores are kept in `last_scored` (every row, NaN where a scorer failed).
+        """
+        self.last_scored, metrics = self._score(results_df)
+        return metrics
+
+    def _score(self, results_df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """(every row with its per-sample scores, the metrics)."""
         scored_parts: list[pd.DataFrame] = []
         failed_parts: list[pd.DataFrame] = []
         errors: dict[str, str] = {}
@@ -225,7 +262,7 @@ class Benchmark(ABC):
             scored_parts.append(rows.assign(**{c: per_sample[c] for c in per_sample.columns}))
         scored = pd.concat(scored_parts) if scored_parts else results_df.iloc[0:0].assign(score=[])
         # raw_results keeps every prediction, including those of tasks whose scorer failed.
-        self.last_scored = pd.concat([scored, *failed_parts]).sort_index()
+        every_row = pd.concat([scored, *failed_parts]).sort_index()
         metrics = self.aggregate(scored.sort_index())
         metrics.setdefault("benchmark", self.benchmark_name)
         metrics.setdefault("scale", "0-100")
@@ -234,7 +271,7 @@ class Benchmark(ABC):
         metrics.setdefault("errors", {}).update(errors)
         for task, message in errors.items():
             metrics.setdefault("tasks", {})[task] = {"score": None, "n_scored": 0, "error": message}
-        return metrics
+        return every_row, metrics
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
         """Macro average: task score = 100 x mean per-sample score, overall = mean of tasks."""

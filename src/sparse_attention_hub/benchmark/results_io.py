@@ -42,8 +42,19 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
-    """Finished samples by id. A torn last line (crash mid-write) is cut off so appends stay valid."""
+PredictionKey = tuple[str, str]
+"""(subset, sample_id): ids are unique within a subset, not across subsets (LongBench-v2)."""
+
+
+def prediction_key(subset: Any, sample_id: Any) -> PredictionKey:
+    return (str(subset), str(sample_id))
+
+
+def read_predictions(path: Path) -> dict[PredictionKey, dict[str, Any]]:
+    """Finished samples by (subset, sample_id); a later line for the same key wins.
+
+    A torn last line (crash mid-write) is cut off so appends stay valid.
+    """
     if not path.exists():
         return {}
     raw = path.read_bytes()
@@ -53,12 +64,12 @@ def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
         with open(path, "r+b") as handle:
             handle.truncate(keep)
         raw = raw[:keep]
-    done: dict[str, dict[str, Any]] = {}
+    done: dict[PredictionKey, dict[str, Any]] = {}
     for line in raw.decode("utf-8").splitlines():
         if not line.strip():
             continue
         record = json.loads(line)
-        done[str(record["sample_id"])] = record
+        done[prediction_key(record.get("subset", ""), record["sample_id"])] = record
     return done
 
 

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from sparse_attention_hub.adapters.base import ModelAdapter
 from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
-from sparse_attention_hub.benchmark.results_io import write_json_atomic
 from sparse_attention_hub.benchmark.scorers import rouge_geometric_mean, scrolls_f1
 from sparse_attention_hub.errors import ConfigError, DatasetLoadError
 
@@ -226,25 +224,16 @@ class ZeroScrolls(Benchmark):
             "tasks": tasks,
         }
 
-    def run_benchmark(
-        self,
-        adapter: ModelAdapter,
-        result_dir: str | Path,
-        generation_kwargs: Mapping[str, Any] | None = None,
-        request_kwargs: Mapping[str, Any] | None = None,
-        job_info: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """The base run, then (test split) one leaderboard file per task: `{id: prediction}`."""
-        metrics = super().run_benchmark(
-            adapter, result_dir, generation_kwargs, request_kwargs, job_info
-        )
-        if self.split == "test":
-            for task, rows in self.last_scored.groupby("task", sort=False):
-                submission = dict(
-                    zip(rows["sample_id"].astype(str), rows["prediction"].astype(str), strict=True)
-                )
-                write_json_atomic(Path(result_dir) / leaderboard_name(str(task)), submission)
-        return metrics
+    def extra_outputs(self, scored: pd.DataFrame) -> dict[str, Any]:
+        """Test split: one leaderboard submission per task, `{id: prediction}`."""
+        if self.split != "test":
+            return {}
+        return {
+            leaderboard_name(str(task)): dict(
+                zip(rows["sample_id"].astype(str), rows["prediction"].astype(str), strict=True)
+            )
+            for task, rows in scored.groupby("task", sort=False)
+        }
 
 
 def leaderboard_name(task: str) -> str:
