@@ -99,6 +99,42 @@ def test_sparse_call_density_and_output_error(tmp_path: Path) -> None:
     assert record["n_queries"] == 3 and record["n_keys"] == 24 and record["layer"] == 0
 
 
+def test_overall_density_is_weighted_by_allowed_entries() -> None:
+    stats = AttentionStats()
+    stats.set_context("s", 0, "decode", 1)
+    window = ResearchAttentionConfig(
+        [SinkMaskerConfig(sink_size=2), LocalMaskerConfig(window_size=3)], dense_layers=[1]
+    )
+    forward(window, stats, layer_idx=0)  # 12 (b, h) x 15 of 22 + 23 + 24 = 69 entries
+    q, k, v = qkv(Shape(batch=1, kv_heads=1, groups=1, q_len=1, k_len=10, dim=8), 1)
+    sparse_attention_forward(
+        q, k, v, None, SCALE, layer_idx=1, config=window, state=SparseState(), stats=stats
+    )  # dense layer: 10 of 10
+    density = stats.summary()["density"]
+    assert density["overall"] == pytest.approx((12 * 15 + 10) / (12 * 69 + 10))
+    assert density["per_layer"] == {"0": pytest.approx(15 / 69), "1": 1.0}
+
+
+def test_output_error_is_null_when_the_dense_output_is_zero() -> None:
+    stats = AttentionStats(output_error=True)
+    stats.set_context("s", 0, "decode", 1)
+    q, k, v = qkv(SHAPE, 4)
+    config = ResearchAttentionConfig([SinkMaskerConfig(sink_size=2)])
+    sparse_attention_forward(
+        q,
+        k,
+        torch.zeros_like(v),
+        None,
+        SCALE,
+        layer_idx=0,
+        config=config,
+        state=SparseState(),
+        stats=stats,
+    )
+    assert stats.records()[0]["output_error"] is None
+    assert stats.summary()["output_error"] == {"overall": None, "per_layer": {}}
+
+
 def test_bool_and_additive_masks_with_padding_agree() -> None:
     q, k, v = qkv(SHAPE, 4)
     positions = torch.arange(SHAPE.k_len)
