@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from sparse_attention_hub.executor.backends import BackendEvent, Slot
 from sparse_attention_hub.executor.plan import Job
 from sparse_attention_hub.executor.progress import RunRecorder
 from sparse_attention_hub.executor.scheduler import LOCK_FILE, Scheduler
-from sparse_attention_hub.executor.testing import experiment
+from sparse_attention_hub.executor.testing import experiment, read_events
 
 
 class FakeBackend:
@@ -115,3 +116,55 @@ def test_job_locked_by_another_executor_waits_then_skips_when_completed(tmp_path
     assert [j for _, j, _ in backend.log] == [jobs[1].job_id]  # jobs[0] never ran here
     assert outcome.records[jobs[0].job_id].state == "complete"
     assert not outcome.records[jobs[0].job_id].ran
+
+
+def test_job_changed_by_another_run_after_planning_is_left_alone(tmp_path: Path) -> None:
+    """Finished elsewhere with other parameters (stale) or failed there: never run over it."""
+    jobs = jobs_for(tmp_path, ["a"], ["s1", "s2", "s3"])
+    stale_dir, failed_dir = jobs[0].result_dir, jobs[1].result_dir
+    stale_dir.mkdir(parents=True)
+    (stale_dir / "manifest.json").write_text('{"fingerprint": "other-parameters"}')
+    failed_dir.mkdir(parents=True)
+    (failed_dir / "failure.json").write_text(f'{{"fingerprint": "{jobs[1].fingerprint}"}}')
+    backend = FakeBackend(1)
+    outcome = run(tmp_path, jobs, backend)
+    assert [j for _, j, _ in backend.log] == [jobs[2].job_id]
+    assert outcome.records[jobs[0].job_id].state == "stale"
+    assert outcome.records[jobs[1].job_id].state == "failed"
+    assert not outcome.records[jobs[0].job_id].ran and not outcome.records[jobs[1].job_id].ran
+    assert json.loads((stale_dir / "manifest.json").read_text()) == {
+        "fingerprint": "other-parameters"
+    }
+    skipped = [e for e in read_events(tmp_path / "results") if e["event"] == "job_skipped"]
+    assert {e["job_id"] for e in skipped} == {jobs[0].job_id, jobs[1].job_id}
+
+
+def test_stale_job_rerun_resets_once_and_retries_from_its_new_partial_state(
+    tmp_path: Path,
+) -> None:
+    """--rerun-stale: old results go before attempt 1; attempt 2 resumes, not skipped."""
+    from dataclasses import replace
+
+    from sparse_attention_hub.executor.plan import JobState
+
+    (job,) = jobs_for(tmp_path, ["a"], ["s1"])
+    job.result_dir.mkdir(parents=True)
+    (job.result_dir / "manifest.json").write_text('{"fingerprint": "old"}')
+    (job.result_dir / "predictions.jsonl").write_text('{"sample_id": "1", "prediction": "x"}\n')
+    stale = replace(job, state=JobState.STALE)
+    died = {"category": "worker_died", "exc_type": "WorkerDied", "message": "", "traceback": ""}
+
+    class PartialThenDie(FakeBackend):
+        def wait(self, timeout: float) -> list[BackendEvent]:
+            if self.pending and self.pending[0][2] == 1:  # attempt 1 leaves partial results
+                (job.result_dir / "config.json").write_text(
+                    json.dumps({"job": {"fingerprint": job.fingerprint}})
+                )
+                (job.result_dir / "predictions.jsonl").write_text('{"sample_id": "1"}\n')
+            return super().wait(timeout)
+
+    backend = PartialThenDie(1, fail={job.job_id: [died]})
+    outcome = run(tmp_path, [stale], backend, reset={job.job_id})
+    assert [a for _, _, a in backend.log] == [1, 2]
+    assert outcome.records[job.job_id].state == "complete"
+    assert not (job.result_dir / "manifest.json").exists()  # the old one went (fake writes none)

@@ -3,7 +3,9 @@
 Backend-agnostic: it sees workers only through the backend protocol. A free worker gets the
 first queued job for the model it already holds, else one for a model no worker holds, else the
 first job. A job runs only while this process holds its lock, so two executors on one result
-dir never run the same job; a job found complete after locking is not run again.
+dir never run the same job. After locking, the job's state is read again: if another run changed
+it since planning (finished it, possibly with other parameters, or recorded its failure), the job
+is left as that run left it, never resumed from or overwritten.
 """
 
 from __future__ import annotations
@@ -84,7 +86,11 @@ class Scheduler:
         self.already_done = already_done
         self.total = total if total is not None else len(jobs)
         self.durations: list[float] = []
+        # The state each job may be run from: its planned state, `pending` once a stale job's
+        # old results are removed. Anything else on disk was written by another run meanwhile.
+        self.expected = {j.job_id: j.state.value for j in jobs}
         self._locked_until: dict[str, float] = {}
+        self._reported_locked: set[str] = set()
         self.started_at = time.monotonic()
 
     # ----- main loop -----------------------------------------------------------------------
@@ -135,6 +141,7 @@ class Scheduler:
             if job.job_id in self.reset:
                 reset_job_dir(job.result_dir)  # --rerun-stale: the old results go
                 self.reset.discard(job.job_id)
+                self.expected[job.job_id] = "pending"
             view.running = _Running(job, attempt, lock, time.monotonic())
             view.model_key = job.model_key
             self.backend.submit(worker, job, attempt)
@@ -155,12 +162,16 @@ class Scheduler:
                 lock = self._try_lock(job)
                 if lock is None:
                     continue
-                if job_state(job.result_dir, job.fingerprint) == "complete":
-                    lock.release()  # another executor finished it meanwhile
+                state = job_state(job.result_dir, job.fingerprint)
+                expected = self.expected.get(job.job_id, state)
+                if state != expected:
+                    lock.release()  # another executor finished (or failed) it meanwhile
                     self.queue.remove(job)
-                    self._record(job, "complete", ran=False)
+                    self._record(job, state, ran=False)
                     self.recorder.event(
-                        "job_skipped", job_id=job.job_id, reason="completed elsewhere"
+                        "job_skipped",
+                        job_id=job.job_id,
+                        reason=f"another run left it {state} (planned {expected})",
                     )
                     continue
                 self.queue.remove(job)
@@ -174,7 +185,9 @@ class Scheduler:
             lock.acquire()
         except Timeout:
             self._locked_until[job.job_id] = time.monotonic() + LOCK_RETRY_S
-            self.recorder.event("job_locked", job_id=job.job_id)
+            if job.job_id not in self._reported_locked:  # once, not on every retry
+                self._reported_locked.add(job.job_id)
+                self.recorder.event("job_locked", job_id=job.job_id)
             return None
         return lock
 
