@@ -49,7 +49,7 @@ def test_registry_entry_and_options() -> None:
         "seed": 7,
         "template_overhead": 0,
         "tokenizer": None,
-        "generator_version": "1",
+        "generator_version": "2",
     }
     assert bench.subset_metrics()["cwe"] == "string_match_all"
     assert "not numerically comparable" in " ".join((ruler_synthetic.__doc__ or "").split()).lower()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from sparse_attention_hub.benchmark.synthetic.niah import DEPTHS, NIAH_TASKS
+from sparse_attention_hub.benchmark.synthetic.niah import DEPTHS, NIAH_TASKS, depth_position
 from sparse_attention_hub.benchmark.synthetic.prompt import insert_at_random, join_keys
 from sparse_attention_hub.benchmark.synthetic.resources import NOISE_SENTENCE, load_resources
 
@@ -197,7 +198,17 @@ def test_insert_at_random_keeps_item_order_and_base() -> None:
 
 def test_depths_are_forty_evenly_spaced_percentages() -> None:
     assert len(DEPTHS) == 40 and DEPTHS[0] == 0 and DEPTHS[-1] == 100
-    assert len(set(DEPTHS)) == 40
+    assert all(b - a == pytest.approx(100 / 39) for a, b in itertools.pairwise(DEPTHS))
+
+
+@pytest.mark.parametrize(
+    ("sentences", "index", "position"),
+    # floor(S * (100 i / 39) / 100): 100 x 2.56 % -> 2 (an integer depth of 3 % would give 3);
+    # 39 sentences at 33.3 % -> exactly 13 (a float product could land on 12.999...)
+    [(100, 1, 2), (39, 13, 13), (100, 20, 51), (7, 39, 7), (7, 0, 0), (3, 12, 0), (3, 13, 1)],
+)
+def test_depth_positions_are_exact_floors(sentences: int, index: int, position: int) -> None:
+    assert depth_position(sentences, index) == position
 
 
 def test_join_keys_phrasing() -> None:

@@ -23,7 +23,7 @@ from sparse_attention_hub.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 # Bump when any builder, template or sizing rule changes: it is part of the cache key.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 
 def sample_rng(seed: int | str, task: str, length: int, index: int | str) -> random.Random:

@@ -6,7 +6,6 @@ repeated noise sentences, filler essay words, or distractor needles.
 
 from __future__ import annotations
 
-import math
 import random
 import uuid
 from dataclasses import dataclass
@@ -28,8 +27,13 @@ from sparse_attention_hub.benchmark.synthetic.resources import (
 Haystack = Literal["noise", "essay", "needle"]
 ItemKind = Literal["words", "numbers", "uuids"]
 
-# 40 evenly spaced insertion depths in percent, 0 to 100 inclusive.
-DEPTHS: tuple[int, ...] = tuple(round(i * 100 / 39) for i in range(40))
+DEPTHS: tuple[float, ...] = tuple(i * 100 / 39 for i in range(40))
+"""40 evenly spaced insertion depths in percent, 0 to 100 inclusive (not rounded to integers)."""
+
+
+def depth_position(num_sentences: int, depth_index: int) -> int:
+    """⌊num_sentences × DEPTHS[depth_index] / 100⌋, computed exactly in integers."""
+    return num_sentences * depth_index // (len(DEPTHS) - 1)
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,8 @@ def needle(value_kind: ItemKind, key: str, value: str) -> str:
 def essay_haystack(rng: random.Random, n: int, needles: list[str], resources: Resources) -> str:
     """`n` filler words; needles go between sentences at distinct depths out of 40."""
     sentences = split_sentences(" ".join(cycled(resources.essay_words, n)))
-    depths = sorted(rng.sample(DEPTHS, len(needles)))
-    positions = [math.floor(len(sentences) * depth / 100) for depth in depths]
+    depths = sorted(rng.sample(range(len(DEPTHS)), len(needles)))
+    positions = [depth_position(len(sentences), depth) for depth in depths]
     parts: list[str] = []
     start = 0
     for position, text in zip(positions, needles, strict=True):
