@@ -200,3 +200,13 @@ def test_states_complete_stale_failed_pending(tmp_path: Path) -> None:
     assert plan(spec)[1].state == JobState.STALE
     write_json(stale.result_dir / "config.json", {"job": {"fingerprint": stale.fingerprint}})
     assert plan(spec)[1].state == JobState.PENDING
+
+
+def test_wrong_gpu_ids_are_reported_with_the_other_problems(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, benchmarks=[{"name": "longbenchh"}])
+    with pytest.raises(ConfigError) as info:
+        plan(spec, gpu_ids=[0, 3], device_count=2)
+    message = str(info.value)
+    assert "2 problem(s)" in message
+    assert "gpu id(s) [3] do not exist" in message and "'longbenchh'" in message
+    assert len(plan(make_spec(tmp_path), gpu_ids=[0, 1], device_count=2)) == 8

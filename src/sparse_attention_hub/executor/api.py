@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.backends import create_backend, slot_layout
-from sparse_attention_hub.executor.plan import Job, JobState, check_gpu_ids, plan
+from sparse_attention_hub.executor.plan import Job, JobState, plan
 from sparse_attention_hub.executor.progress import RunRecorder
 from sparse_attention_hub.executor.results import (
     ExecutionResults,
@@ -117,8 +117,7 @@ class BenchmarkExecutor:
 
     def plan(self, spec: ExperimentSpec) -> list[Job]:
         """The jobs with their states, after every check that needs no worker."""
-        check_gpu_ids(self.execution.gpu_ids)
-        return plan(spec, self.base_result_dir)
+        return plan(spec, self.base_result_dir, gpu_ids=self.execution.gpu_ids)
 
     def to_run(self, jobs: list[Job]) -> list[Job]:
         wanted = {JobState.PENDING}

@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -88,10 +89,21 @@ def package_version() -> str:
     return __version__
 
 
-def plan(spec: ExperimentSpec, result_dir: str | Path | None = None) -> list[Job]:
-    """Every job of the matrix with its state; raises one ConfigError listing every problem."""
+def plan(
+    spec: ExperimentSpec,
+    result_dir: str | Path | None = None,
+    gpu_ids: list[int] | None = None,
+    device_count: int | None = None,
+) -> list[Job]:
+    """Every job of the matrix with its state; raises one ConfigError listing every problem.
+
+    `gpu_ids`, when given, are checked against the CUDA devices that exist (`device_count`, or
+    counted with torch) in the same pass, so a wrong id is reported with everything else.
+    """
     base = Path(result_dir if result_dir is not None else spec.result_dir).absolute()
     problems = _check_models(spec) + _check_result_dir(base)
+    if gpu_ids:
+        problems += _gpu_id_problems(gpu_ids, device_count)
     instances: dict[tuple[int, str], dict[str, Any]] = {}
     subsets_of: dict[int, list[str]] = {}
     for index, bench in enumerate(spec.benchmarks):
@@ -156,7 +168,7 @@ def plan(spec: ExperimentSpec, result_dir: str | Path | None = None) -> list[Job
                             inputs=inputs,
                         )
                     )
-    duplicates = sorted({j.job_id for j in jobs if sum(k.job_id == j.job_id for k in jobs) > 1})
+    duplicates = sorted(job_id for job_id, n in Counter(j.job_id for j in jobs).items() if n > 1)
     if duplicates:
         raise ConfigError(f"jobs share a result dir (benchmark/subset names collide): {duplicates}")
     return jobs
@@ -164,18 +176,23 @@ def plan(spec: ExperimentSpec, result_dir: str | Path | None = None) -> list[Job
 
 def check_gpu_ids(gpu_ids: list[int], device_count: int | None = None) -> None:
     """Every id must name an existing CUDA device; counted with torch only when ids are given."""
-    if not gpu_ids:
-        return
+    problems = _gpu_id_problems(gpu_ids, device_count) if gpu_ids else []
+    if problems:
+        raise ConfigError(problems[0])
+
+
+def _gpu_id_problems(gpu_ids: list[int], device_count: int | None) -> list[str]:
     if device_count is None:
         import torch
 
         device_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     missing = [i for i in gpu_ids if i >= device_count]
-    if missing:
-        raise ConfigError(
-            f"gpu id(s) {missing} do not exist: this machine has {device_count} CUDA device(s)"
-            + (f" (valid ids 0..{device_count - 1})" if device_count else "; omit gpu_ids for CPU")
-        )
+    if not missing:
+        return []
+    return [
+        f"gpu id(s) {missing} do not exist: this machine has {device_count} CUDA device(s)"
+        + (f" (valid ids 0..{device_count - 1})" if device_count else "; omit gpu_ids for CPU")
+    ]
 
 
 def _check_models(spec: ExperimentSpec) -> list[str]:
