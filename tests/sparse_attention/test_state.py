@@ -139,3 +139,48 @@ def test_generator_is_keyed_by_question_layer_and_call() -> None:
     b.begin_question("sample-2", 2)
     b.begin_call(0, 10)
     assert draw(b) != first
+
+
+@pytest.mark.parametrize("packing", ["int64", "none"])
+def test_magicpig_rehashes_every_key_when_a_new_key_raises_m_norm(packing: str) -> None:
+    config = MagicPigConfig(lsh_l=6, lsh_k=4, center=False, packing=packing)
+    generator = torch.Generator().manual_seed(5)
+    keys = torch.randn(1, KV_HEADS, 21, DIM, generator=generator)
+    keys[:, :, 20] *= 20  # the decode step's key has by far the largest norm
+    prefill_q = torch.randn(1, HEADS, 4, DIM, generator=generator)
+    decode_q = torch.randn(1, HEADS, 1, DIM, generator=generator)
+
+    state = SparseState()
+    prefill = inputs_for(prefill_q, keys[:, :, :20], keys[:, :, :20], state=state)
+    config.add_mask(prefill, torch.zeros(prefill.allowed.shape))
+    decode = inputs_for(decode_q, keys, keys, state=state)
+    grown = config.add_mask(decode, torch.zeros(decode.allowed.shape))
+
+    fresh = inputs_for(decode_q, keys, keys)
+    assert torch.equal(grown, config.add_mask(fresh, torch.zeros(fresh.allowed.shape)))
+    assert (grown[..., :20] > 0).any()  # the old keys still take part
+
+
+@pytest.mark.parametrize("transform", ["mips", "none"])
+def test_magicpig_norms_and_codes_follow_a_recomputed_context_mean(transform: str) -> None:
+    # A shorter context than the one the mean came from (e.g. the state of another request):
+    # the mean is recomputed, and every key norm / code hashed with the old mean must go too.
+    config = MagicPigConfig(lsh_l=6, lsh_k=3, transform=transform)
+    generator = torch.Generator().manual_seed(6)
+    keys = torch.randn(1, KV_HEADS, 20, DIM, generator=generator) + 3.0
+    keys[:, :, 10:16] -= 6.0  # the first context's tail moves the mean a lot
+    q = torch.randn(1, HEADS, 4, DIM, generator=generator)
+
+    state = SparseState()
+    first = inputs_for(q, keys, keys, state=state)  # context = keys [0, 16)
+    config.add_mask(first, torch.zeros(first.allowed.shape))
+    short = keys[:, :, :14]
+    again = inputs_for(q, short, short, state=state)  # context = keys [0, 10)
+    got = config.add_mask(again, torch.zeros(again.allowed.shape))
+
+    fresh_state = SparseState()
+    fresh = inputs_for(q, short, short, state=fresh_state)
+    assert torch.equal(got, config.add_mask(fresh, torch.zeros(fresh.allowed.shape)))
+    for name, entry in state.layer(0).items():
+        if isinstance(entry, KeyPrefix):
+            assert torch.equal(entry.data, fresh_state.layer(0)[name].data), name

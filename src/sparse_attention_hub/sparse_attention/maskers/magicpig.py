@@ -20,6 +20,7 @@ from sparse_attention_hub.sparse_attention.maskers.base import MASKERS, MaskerCo
 
 _MAX_CHUNK = 1 << 24  # elements per collision-comparison chunk
 _MIN_PROBABILITY = 1e-4
+_KEY_DERIVED = ("magicpig_norms_", "magicpig_mnorm_", "magicpig_codes_")  # depend on mu
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,17 @@ class MagicPigConfig(MaskerConfig):
         return self.packing == "int64"
 
     def context_mean(self, inputs: MaskInputs) -> torch.Tensor | None:
-        """mu over the context keys: the keys before this layer's first sparse call's queries."""
+        """mu over the context keys: the keys before this layer's first sparse call's queries.
+
+        A new mu invalidates every key norm and code hashed with the old one (they are dropped).
+        """
         if not self.center:
             return None
         cache = inputs.state.layer(inputs.layer_idx)
         entry = cache.get("magicpig_mean")
         if not isinstance(entry, ContextMean) or entry.length > inputs.n_keys:
+            for name in [name for name in cache if name.startswith(_KEY_DERIVED)]:
+                del cache[name]
             length = inputs.n_keys - inputs.n_queries or inputs.n_keys
             entry = ContextMean(inputs.keys[:, :, :length].mean(dim=2, keepdim=True), length)
             cache["magicpig_mean"] = entry
