@@ -262,6 +262,29 @@ def test_end_to_end_with_the_adapters_tokenizer(
     }
 
 
+class WordTokenizer:
+    """Counts whitespace-separated words: a second, very different tokenizer."""
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = True) -> dict[str, Any]:
+        return {"input_ids": [text.split() for text in texts]}
+
+
+def test_a_new_models_tokenizer_resizes_the_rows(
+    chat_tokenizer: Any, synthetic_cache: Path, tmp_path: Path
+) -> None:
+    bench = create_benchmark_instance(
+        "ruler_synthetic", ["niah_single_1"], context_lengths=[512], num_samples=1
+    )
+    bench.run_benchmark(TokenizerAdapter(chat_tokenizer, default="x"), tmp_path / "chat")
+    chat_row = bench.load_samples().iloc[0]
+    bench.run_benchmark(TokenizerAdapter(WordTokenizer(), default="x"), tmp_path / "words")
+    word_row = bench.load_samples().iloc[0]
+    text = f"{word_row['context']}{word_row['question']} {word_row['answer_prefix']}"
+    assert word_row["length"] == len(text.split()) <= 512 - 128  # sized in words now
+    assert word_row["context"] != chat_row["context"]
+    assert bench.options()["tokenizer"] == "WordTokenizer"
+
+
 def test_without_any_tokenizer_loading_fails_clearly(synthetic_cache: Path, tmp_path: Path) -> None:
     bench = create_benchmark_instance(
         "ruler_synthetic", ["vt"], context_lengths=[1024], num_samples=1

@@ -85,6 +85,7 @@ class RulerSynthetic(Benchmark):
         self.seed = _positive_int("seed", seed, 0)
         self.template_overhead = _positive_int("template_overhead", template_overhead, 0)
         self.tokenizer = tokenizer
+        self._tokenizer_given = tokenizer is not None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._fingerprint: dict[str, str] | None = None
 
@@ -106,13 +107,21 @@ class RulerSynthetic(Benchmark):
         return {task: "string_match_all" for task in self.all_datasets}
 
     def bind_adapter(self, adapter: ModelAdapter) -> None:
-        """Size samples with the evaluated model's tokenizer unless one was given."""
-        if self.tokenizer is None:
-            try:
-                self.tokenizer = adapter.tokenizer
-            except NotImplementedError:
-                logger.warning("%s exposes no tokenizer", type(adapter).__name__)
-            self._fingerprint = None
+        """Size samples with the evaluated model's tokenizer unless one was given.
+
+        Run with another model, the rows are re-sized with that model's tokenizer (never
+        silently with the previous one).
+        """
+        if self._tokenizer_given:
+            return
+        try:
+            tokenizer = adapter.tokenizer
+        except NotImplementedError:
+            logger.warning("%s exposes no tokenizer", type(adapter).__name__)
+            tokenizer = None
+        if tokenizer is not self.tokenizer:
+            self.tokenizer, self._fingerprint = tokenizer, None
+            self.forget_samples()
 
     def _loaded_tokenizer(self) -> Any:
         if self.tokenizer is None:
