@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparse_attention_hub.benchmark.results_io import read_raw_results
 from sparse_attention_hub.errors import DatasetLoadError
 
 logger = logging.getLogger(__name__)
@@ -41,19 +41,15 @@ def to_python(value: Any) -> Any:
 
 
 def as_str_list(value: Any) -> list[str]:
-    """Normalise an answer cell (str, list, array, JSON-encoded list, None) to `list[str]`."""
+    """Normalise an answer cell (str, list, array, None) to `list[str]`.
+
+    A string is one answer, whatever it looks like (`"[1, 2]"` stays one answer): JSON-encoded
+    list columns are decoded where they are known to be encoded (`read_raw_results`, CSV copies).
+    """
     value = to_python(value)
     if value is None:
         return []
     if isinstance(value, str):
-        stripped = value.strip()
-        if stripped.startswith("[") and stripped.endswith("]"):
-            try:
-                decoded = json.loads(stripped)
-            except json.JSONDecodeError:
-                return [value]
-            if isinstance(decoded, list):
-                return [str(v) for v in decoded]
         return [value]
     if isinstance(value, list):
         return [str(v) for v in value]
@@ -68,8 +64,8 @@ def read_local(path: Path) -> pd.DataFrame:
         return pd.read_json(path, lines=True, dtype=False)
     if path.suffix == ".json":
         return pd.read_json(path, dtype=False)
-    if path.suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False)
+    if path.suffix == ".csv":  # CSV cannot hold lists: list columns are JSON text, as we write it
+        return read_raw_results(path)
     raise DatasetLoadError(f"cannot read {path}: expected one of {', '.join(LOCAL_SUFFIXES)}")
 
 

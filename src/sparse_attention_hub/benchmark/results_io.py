@@ -14,8 +14,18 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-# Columns read back as text whatever they hold.
-TEXT_COLUMNS = ("sample_id", "prediction", "context", "question", "answer_prefix", "task", "subset")
+# Columns read back as text whatever they hold (ids too: "007" is not the number 7).
+TEXT_COLUMNS = (
+    "sample_id",
+    "_id",
+    "id",
+    "prediction",
+    "context",
+    "question",
+    "answer_prefix",
+    "task",
+    "subset",
+)
 
 
 def is_score_column(name: str) -> bool:
@@ -98,8 +108,12 @@ def write_raw_results(path: Path, frame: pd.DataFrame) -> None:
     write_text_atomic(path, encoded.to_csv(index=False))
 
 
-def read_raw_results(path: Path, json_columns: Iterable[str] = ("answers",)) -> pd.DataFrame:
-    """Read `raw_results.csv` back, decoding the JSON-encoded list columns.
+# List-valued columns of the row schema, JSON-encoded in our CSV files.
+JSON_LIST_COLUMNS = ("answers", "all_classes")
+
+
+def read_raw_results(path: Path, json_columns: Iterable[str] = JSON_LIST_COLUMNS) -> pd.DataFrame:
+    """Read `raw_results.csv` back, decoding the JSON-encoded list columns (a blank cell -> []).
 
     Text is never parsed as missing (a prediction `"None"` or `""` stays text); a score column
     (`score`, `score_*`) with blank cells (a task whose scorer failed) comes back as floats with
