@@ -161,23 +161,53 @@ def test_raised_errors_are_categorised_with_traceback(
     assert failure["exc_type"] == exc and len(failure["attempts"]) == attempts
 
 
-def test_gpu_slot_pins_its_device_before_torch_starts(base: Path) -> None:
-    """A `cuda:3` worker sees only GPU 3 (as cuda:0); checked on CPU through the environment."""
+def test_gpu_slot_pins_its_device_before_torch_starts(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `cuda:1` worker sees only the parent's GPU 1 (as cuda:0), from its first instruction;
+    a CPU worker starts with its share of the cores. Checked on CPU through the environment."""
     from sparse_attention_hub.executor.backends import Slot
     from sparse_attention_hub.executor.backends.local import LocalBackend
 
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # the parent's own view: id 1 is device 7
     (job,) = plan(make_spec(base))
-    backend = LocalBackend([Slot(0, "cuda:3")])
+    backend = LocalBackend([Slot(0, "cuda:1"), Slot(1, "cpu")], cpu_threads=3)
     backend.start()
     try:
-        backend.submit(0, job, attempt=1)
         events: list[Any] = []
+        while sum(e.kind == "ready" for e in events) < 2:
+            events += backend.wait(30.0)
+        pids = {e.worker: e.payload["pid"] for e in events if e.kind == "ready"}
+        # /proc/PID/environ is the environment the process was started with (not later changes)
+        initial = {w: environ_at_start(pid) for w, pid in pids.items()}
+        backend.submit(0, job, attempt=1)
         while not any(e.kind in ("finished", "raised", "died") for e in events):
             events += backend.wait(30.0)
     finally:
         backend.shutdown()
-    assert [e.payload["device"] for e in events if e.kind == "ready"] == ["cuda:3"]
+    assert initial[0]["CUDA_VISIBLE_DEVICES"] == "7"
+    assert initial[1]["OMP_NUM_THREADS"] == "3" and initial[1]["MKL_NUM_THREADS"] == "3"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,7"  # the parent's own is left as it was
+    assert [e.payload["device"] for e in events if e.kind == "ready"] == ["cuda:1", "cpu"]
     assert events[-1].kind == "finished", events[-1]
     probe = json.loads((job.result_dir / "device.json").read_text())
-    assert probe["CUDA_VISIBLE_DEVICES"] == "3"
-    assert json.loads((job.result_dir / "manifest.json").read_text())["device"] == "cuda:3"
+    assert probe["CUDA_VISIBLE_DEVICES"] == "7"
+    assert json.loads((job.result_dir / "manifest.json").read_text())["device"] == "cuda:1"
+
+
+def environ_at_start(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_cpu_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparse_attention_hub.executor.backends import Slot, local
+    from sparse_attention_hub.executor.backends.local import LocalBackend, worker_environment
+
+    monkeypatch.setattr(local, "usable_cores", lambda: 16)
+    assert LocalBackend([Slot(0, "cpu")]).cpu_threads == 16
+    assert LocalBackend([Slot(i, "cpu") for i in range(3)]).cpu_threads == 5
+    assert worker_environment("cpu", 5, {})["OMP_NUM_THREADS"] == "5"
+    assert worker_environment("cuda:2", 5, {}) == {"CUDA_VISIBLE_DEVICES": "2"}
+    uuids = {"CUDA_VISIBLE_DEVICES": "GPU-aa, GPU-bb"}
+    assert worker_environment("cuda:1", 5, uuids) == {"CUDA_VISIBLE_DEVICES": "GPU-bb"}

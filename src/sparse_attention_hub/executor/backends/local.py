@@ -1,8 +1,12 @@
 """The local backend: long-lived spawned worker processes, each pinned to one device.
 
-A GPU worker sees only its GPU (`CUDA_VISIBLE_DEVICES` is set before torch can initialise CUDA,
-so inside the worker it is `cuda:0`); CPU workers split the cores between them. The parent talks
-to each worker over a pipe and watches its process sentinel, so a crash is noticed at once.
+A GPU worker sees only its GPU: `CUDA_VISIBLE_DEVICES` is in the environment the worker process
+starts with, so no import (of the user's main module, torch or transformers) can initialise CUDA
+before it; inside the worker that GPU is `cuda:0`. GPU ids are positions among the devices the
+parent sees, so a parent started with `CUDA_VISIBLE_DEVICES=4,5` maps id 1 to device 5. CPU
+workers split the cores between them (`OMP_NUM_THREADS` etc., read once when torch loads). The
+parent talks to each worker over a pipe and watches its process sentinel, so a crash is noticed
+at once.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from sparse_attention_hub.errors import SparseAttentionHubError
+from sparse_attention_hub.errors import ConfigError, SparseAttentionHubError
 from sparse_attention_hub.executor.backends import BACKENDS, BackendEvent, Slot
 from sparse_attention_hub.executor.plan import Job
 
@@ -54,7 +60,7 @@ class LocalBackend:
         self.slots = slots
         self.gpu_memory_fraction = gpu_memory_fraction
         n_cpu = sum(s.device == "cpu" for s in slots)
-        self.cpu_threads = cpu_threads or max(1, (os.cpu_count() or 1) // max(1, n_cpu))
+        self.cpu_threads = cpu_threads or max(1, usable_cores() // max(1, n_cpu))
         self._context = mp.get_context("spawn")
         self._handles: dict[int, _Handle] = {}
         self._failed_starts = 0
@@ -65,21 +71,14 @@ class LocalBackend:
 
     def _spawn(self, slot: Slot) -> None:
         parent_conn, child_conn = self._context.Pipe()
-        gpu = slot.device.split(":", 1)[1] if slot.device.startswith("cuda:") else None
         process = self._context.Process(
             target=worker_main,
-            args=(
-                child_conn,
-                slot.worker,
-                slot.device,
-                gpu,
-                self.cpu_threads,
-                self.gpu_memory_fraction,
-            ),
+            args=(child_conn, slot.worker, slot.device, self.cpu_threads, self.gpu_memory_fraction),
             name=f"sah-worker-{slot.worker}",
             daemon=True,
         )
-        process.start()
+        with _environment(worker_environment(slot.device, self.cpu_threads, os.environ)):
+            process.start()  # spawn: the child starts from this environment
         child_conn.close()
         self._handles[slot.worker] = _Handle(process, parent_conn)
 
@@ -144,30 +143,66 @@ class LocalBackend:
         self._handles.clear()
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers narrow), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def worker_environment(
+    device: str, cpu_threads: int, parent_env: Mapping[str, str]
+) -> dict[str, str]:
+    """What a worker's environment must hold from its first instruction on.
+
+    `cuda:N` -> `CUDA_VISIBLE_DEVICES` naming the parent's N-th visible device (ids or UUIDs);
+    `cpu` -> the thread count for OpenMP / MKL / OpenBLAS (cores / CPU workers).
+    """
+    if not device.startswith("cuda:"):
+        return {var: str(cpu_threads) for var in THREAD_VARS}
+    index = int(device.split(":", 1)[1])
+    visible = [
+        d.strip() for d in parent_env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()
+    ]
+    if "CUDA_VISIBLE_DEVICES" in parent_env and index >= len(visible):
+        raise ConfigError(
+            f"gpu id {index} is not among the parent's CUDA_VISIBLE_DEVICES={visible!r}"
+        )
+    return {"CUDA_VISIBLE_DEVICES": visible[index] if visible else str(index)}
+
+
+@contextmanager
+def _environment(changes: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def worker_main(
     conn: Connection,
     worker_id: int,
     device: str,
-    visible_gpu: str | None,
     cpu_threads: int,
     gpu_memory_fraction: float | None,
 ) -> None:
-    """The worker process: pin the device, then run jobs from the pipe until told to stop."""
-    if visible_gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpu  # before anything initialises CUDA
-        local_device = "cuda:0"
-    else:
-        for var in THREAD_VARS:
-            os.environ[var] = str(cpu_threads)
-        local_device = "cpu"
+    """The worker process (already pinned by its environment): run jobs until told to stop."""
+    pinned = device.startswith("cuda:")
+    local_device = "cuda:0" if pinned else "cpu"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how Ctrl-C ends a job
     logging.basicConfig(
         level=logging.WARNING, format=f"[worker {worker_id}] %(levelname)s %(name)s: %(message)s"
     )
     _exit_with_parent()
-    if visible_gpu is None and "torch" in sys.modules:
+    if not pinned and "torch" in sys.modules:  # imported before the thread variables counted
         sys.modules["torch"].set_num_threads(cpu_threads)
-    if visible_gpu is not None and gpu_memory_fraction is not None:
+    if pinned and gpu_memory_fraction is not None:
         import torch
 
         torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction, 0)
