@@ -89,10 +89,16 @@ def empty_mask(inputs: MaskInputs) -> torch.Tensor:
 
 
 def write_hat_weights(
-    directory: Path, heads: int, dim: int, layers: int = 2, hidden: int = 8, bits: int = 16
+    directory: Path,
+    heads: int,
+    dim: int,
+    layers: int = 2,
+    hidden: int = 8,
+    bits: int = 16,
+    seed: int = 1,
 ) -> str:
     """A random HashAttention weight file for `layers` model layers (2-layer MLPs)."""
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator().manual_seed(seed)
     tensors = {}
     for layer in range(layers):
         for role in ("query", "key"):

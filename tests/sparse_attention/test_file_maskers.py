@@ -41,6 +41,9 @@ def test_hat_shape_mismatch_names_the_tensor(tmp_path: Path) -> None:
     inputs = inputs_for(q, k, v, layer_idx=1)
     with pytest.raises(ConfigError, match=r"layers\.1\.key\.0\.bias.*missing"):
         hat_config(str(broken)).add_mask(inputs, empty_mask(inputs))
+    deeper = hat_config(path, hat_mlp_layers=1, hat_bits=8)  # the file has 2 MLP layers
+    with pytest.raises(ConfigError, match=r"layers\.1\.query\.1\.weight.*hat_mlp_layers is 1"):
+        deeper.add_mask(inputs, empty_mask(inputs))
     with pytest.raises(ConfigError, match="does not exist"):
         hat_config(str(tmp_path / "none.safetensors")).add_mask(inputs, empty_mask(inputs))
 
@@ -55,6 +58,19 @@ def test_hat_layers_use_their_own_weights(tmp_path: Path) -> None:
         masks.append(config.add_mask(inputs, empty_mask(inputs)))
     assert not torch.equal(masks[0], masks[1])
     assert ((masks[0] > 0).sum(-1) == 4).all()
+
+
+def test_hat_key_signatures_are_cached_per_weight_file(tmp_path: Path) -> None:
+    # two HashAttention maskers in one config share the state, never each other's signatures
+    first = hat_config(write_hat_weights(tmp_path, SHAPE.heads, SHAPE.dim), heavy_size=3)
+    second_file = write_hat_weights(tmp_path, SHAPE.heads, SHAPE.dim, seed=2)
+    second = hat_config(second_file, heavy_size=3)
+    q, k, v = qkv(SHAPE, 3)
+    shared = inputs_for(q, k, v)
+    after_first = first.add_mask(shared, empty_mask(shared))
+    both = second.add_mask(shared, after_first)
+    alone = inputs_for(q, k, v)
+    assert torch.equal(both, second.add_mask(alone, after_first))
 
 
 def test_hat_runs_through_the_forward_with_gqa(tmp_path: Path) -> None:

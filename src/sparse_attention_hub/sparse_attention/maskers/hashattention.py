@@ -95,8 +95,9 @@ class HashAttentionTopKConfig(MaskerConfig):
             keys = inputs.per_query_head(inputs.keys[:, :, start:stop])
             return signature(apply_mlp(keys, key_mlp, self.hat_mlp_activation))
 
-        name = f"hat_keys_{self.hat_bits}"
-        keys_sig = inputs.state.prefix(inputs.layer_idx, name, inputs.n_keys, key_signatures)
+        keys_sig = inputs.state.prefix(
+            inputs.layer_idx, self.cache_name(), inputs.n_keys, key_signatures
+        )
         query_sig = signature(apply_mlp(inputs.queries, query_mlp, self.hat_mlp_activation))
         scores = query_sig @ keys_sig.transpose(-1, -2)
         eligible = candidates(inputs.allowed, previous)
@@ -110,6 +111,14 @@ class HashAttentionTopKConfig(MaskerConfig):
             os.stat(self.hat_weight_file).st_mtime_ns if os.path.isfile(self.hat_weight_file) else 0
         )
         return _layer_weights(self, layer_idx, dim, heads, str(device), mtime)
+
+    def cache_name(self) -> str:
+        """State key of the key signatures: everything they depend on, so two HashAttention
+        maskers in one config never read each other's signatures."""
+        return (
+            f"hat_keys_{self.hat_weight_file}_{self.hat_mlp_layers}_{self.hat_mlp_hidden_size}_"
+            f"{self.hat_mlp_activation}_{self.hat_bits}"
+        )
 
     def referenced_files(self) -> list[str]:
         return [self.hat_weight_file]
@@ -145,5 +154,11 @@ def _layer_weights(
                     )
                 pair.append(tensors[name].to(device=device, dtype=torch.float32))
             layers.append((pair[0], pair[1]))
+        extra = f"layers.{layer_idx}.{role}.{config.hat_mlp_layers}.weight"
+        if extra in tensors:
+            raise ConfigError(
+                f"{config.hat_weight_file}: tensor {extra!r} exists, but hat_mlp_layers is "
+                f"{config.hat_mlp_layers} (the file's MLP has more layers)"
+            )
         mlps.append(tuple(layers))
     return mlps[0], mlps[1]
