@@ -210,3 +210,23 @@ def test_wrong_gpu_ids_are_reported_with_the_other_problems(tmp_path: Path) -> N
     assert "2 problem(s)" in message
     assert "gpu id(s) [3] do not exist" in message and "'longbenchh'" in message
     assert len(plan(make_spec(tmp_path), gpu_ids=[0, 1], device_count=2)) == 8
+
+
+def test_adapter_kwargs_must_be_plain_values_dtype_becomes_its_name(tmp_path: Path) -> None:
+    import torch
+
+    spec = make_spec(
+        tmp_path, adapter={"factory": FACTORY, "model_kwargs": {"dtype": torch.float16}}
+    )
+    assert spec.adapter.model_kwargs == {"dtype": "float16"}
+    assert plan(spec)[0].inputs["adapter"]["model_kwargs"] == {"dtype": "float16"}
+    with pytest.raises(ConfigError) as info:
+        make_spec(
+            tmp_path,
+            adapter={"model_kwargs": {"quantizer": object()}, "tokenizer_kwargs": {"t": {1, 2}}},
+            generation_kwargs={"temperature": float("nan")},
+        )
+    message = str(info.value)
+    assert "3 problem(s)" in message
+    assert "adapter.model_kwargs" in message and "adapter.tokenizer_kwargs" in message
+    assert "generation_kwargs" in message and "plain JSON values" in message

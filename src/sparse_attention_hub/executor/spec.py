@@ -45,6 +45,17 @@ class AdapterConfig:
     tokenizer_kwargs: dict[str, Any] = Field(default_factory=dict)
     factory: str | None = None
 
+    @field_validator("model_kwargs", "tokenizer_kwargs")
+    @classmethod
+    def _plain_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Plain values only: they are fingerprinted and pickled to workers.
+
+        A `torch.dtype` becomes its name (`torch.bfloat16` -> "bfloat16"), which transformers
+        accepts too; anything else that is not JSON (an object, a tokenizer) is an error now,
+        not a fingerprint that changes every run or a pickling failure once workers are up.
+        """
+        return plain_json({key: _dtype_name(value) for key, value in kwargs.items()})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model_kwargs": self.model_kwargs,
@@ -121,11 +132,25 @@ class ExperimentSpec(BaseModel):
     @field_validator("generation_kwargs")
     @classmethod
     def _generation_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
-        try:
-            json.dumps(kwargs, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"generation_kwargs must be plain JSON values: {exc}") from None
-        return kwargs
+        return plain_json(kwargs)
+
+
+def plain_json(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs unchanged if they are plain JSON values, else a ValueError naming the problem."""
+    try:
+        json.dumps(kwargs, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"must be plain JSON values (str, number, bool, null, list, dict): {exc}"
+        ) from None
+    return kwargs
+
+
+def _dtype_name(value: Any) -> Any:
+    kind = type(value)
+    if kind.__module__ == "torch" and kind.__name__ == "dtype":
+        return str(value).removeprefix("torch.")
+    return value
 
 
 def resolve_sparse_configs(value: Any) -> list[SparseEntry]:
