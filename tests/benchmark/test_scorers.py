@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -73,7 +77,54 @@ def test_rouge_l_empty_hypothesis_scores_zero(prediction: str) -> None:
 
 def test_rouge_l_deep_lcs_recursion_scores_zero() -> None:
     words = " ".join(f"w{i}" for i in range(1050))  # LCS reconstruction recurses past the limit
-    assert rouge_l(words, words) == 0.0
+    assert rouge_l(words, "w0") == 0.0  # a 1050 x 1 table: recursion 1050 deep, built quickly
+    assert rouge_l(words[:3000], "w0") > 0.0
+
+
+# The official LongBench layout: a script's module frame -> scorer -> metric -> get_scores.
+_OFFICIAL_LAYOUT = """
+from rouge import Rouge
+def rouge_score(prediction, ground_truth):
+    try:
+        scores = Rouge().get_scores([prediction], [ground_truth], avg=True)
+    except Exception:
+        return 0.0
+    return scores["rouge-l"]["f"]
+def rouge_zh_score(prediction, ground_truth):
+    return rouge_score(prediction, ground_truth)
+def scorer(metric, n):
+    return metric(" ".join(f"w{i}" for i in range(n)), "w0")
+for metric in (rouge_score, rouge_zh_score):
+    lo, hi = 500, 1500
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if scorer(metric, mid) > 0 else (lo, mid - 1)
+    print(lo)
+"""
+
+
+def _longest_scored(metric: Callable[[str, str], float]) -> int:
+    """Most hypothesis words that still score (LCS reconstruction recurses once per word)."""
+    lo, hi = 500, 1500
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        words = " ".join(f"w{i}" for i in range(mid))
+        lo, hi = (mid, hi) if metric(words, "w0") > 0 else (lo, mid - 1)
+    return lo
+
+
+def _deeper(frames: int, fn: Callable[[], int]) -> int:
+    return fn() if frames == 0 else _deeper(frames - 1, fn)
+
+
+def test_rouge_l_recursion_cutoff_is_the_official_one_at_any_caller_depth() -> None:
+    official = subprocess.run(
+        [sys.executable, "-c", _OFFICIAL_LAYOUT], capture_output=True, text=True, check=True
+    ).stdout.split()
+    cutoff = _longest_scored(rouge_l)
+    assert _deeper(150, lambda: _longest_scored(rouge_l)) == cutoff  # the caller's stack is moot
+    zh_cutoff = _longest_scored(lambda p, g: scorers._run_rouge(p, g, nested=True))
+    assert [str(cutoff), str(zh_cutoff)] == official
 
 
 def test_rouge_l_zh_joins_jieba_words() -> None:
