@@ -42,8 +42,9 @@ def test_rows_keep_metadata_and_subsets_share_contexts() -> None:
     assert zero["question"][1].endswith(
         "(A) red river\n(B) old house\n(C) small boat\n(D) high hill\n\n"
     )
-    assert cot["answer_prefix"][0].endswith("Let’s think step by step:")
-    assert "The correct answer is" in zero["answer_prefix"][0]
+    fmt = 'Format your response as follows: "The correct answer is (insert answer here)".'
+    assert zero["answer_prefix"][0] == fmt
+    assert cot["answer_prefix"][0] == fmt + "\n\nLet’s think step by step:"  # as the hub rows
     assert (zero["max_new_tokens"][0], cot["max_new_tokens"][0]) == (148, 1044)
     assert zero["answers"].tolist() == [["D"], ["C"], ["B"]]
     assert zero["sample_id"][0] == "66f3a1c2821e116aacb2a001"
@@ -51,9 +52,11 @@ def test_rows_keep_metadata_and_subsets_share_contexts() -> None:
         assert column in zero.columns
 
 
-def test_original_records_are_built_into_the_same_rows() -> None:
-    built = LongBenchV2(["cot"], data_path=FIXTURES / "raw_records.jsonl").load_subset("cot")
-    hub = LongBenchV2(["cot"], data_path=FIXTURES).load_subset("cot")
+@pytest.mark.parametrize("subset", ["0shot", "cot"])
+def test_original_records_are_built_into_the_same_rows(subset: str) -> None:
+    # raw_records has stray whitespace around a document, a question and a choice: stripped
+    built = LongBenchV2([subset], data_path=FIXTURES / "raw_records.jsonl").load_subset(subset)
+    hub = LongBenchV2([subset], data_path=FIXTURES).load_subset(subset)
     for column in ("context", "question", "answer_prefix", "max_new_tokens", "answer", "sample_id"):
         assert built[column].tolist() == hub[column].tolist(), column
 

@@ -26,7 +26,8 @@ QUESTION_TEMPLATE = (
     "Choices:\n(A) {A}\n(B) {B}\n(C) {C}\n(D) {D}\n\n"
 )
 FORMAT_LINE = 'Format your response as follows: "The correct answer is (insert answer here)".'
-ANSWER_PREFIXES = {"0shot": FORMAT_LINE, "cot": FORMAT_LINE + "\nLet’s think step by step:"}
+# The hub rows' prefixes: cot asks for the final format too, as it is answered in one call.
+ANSWER_PREFIXES = {"0shot": FORMAT_LINE, "cot": FORMAT_LINE + "\n\nLet’s think step by step:"}
 MAX_NEW_TOKENS = {"0shot": 128 + 20, "cot": 1024 + 20}
 DIFFICULTIES = ("easy", "hard")
 LENGTHS = ("short", "medium", "long")
@@ -40,11 +41,17 @@ def extract_choice(response: str) -> str | None:
 
 
 def build_rows(records: pd.DataFrame, subset: str) -> pd.DataFrame:
-    """Original THUDM/LongBench-v2 records (`question`, `choice_A`..`choice_D`) -> hub rows."""
+    """Original THUDM/LongBench-v2 records (`question`, `choice_A`..`choice_D`) -> hub rows.
+
+    Document, question and choices are stripped before filling the templates, as the hub rows
+    were built, so a local copy of the originals gives the same prompts as the hub.
+    """
     rows = records.copy()
-    rows["context"] = [CONTEXT_TEMPLATE.format(context=c) for c in records["context"]]
+    rows["context"] = [CONTEXT_TEMPLATE.format(context=c.strip()) for c in records["context"]]
     rows["question"] = [
-        QUESTION_TEMPLATE.format(question=q, A=a, B=b, C=c, D=d)
+        QUESTION_TEMPLATE.format(
+            question=q.strip(), A=a.strip(), B=b.strip(), C=c.strip(), D=d.strip()
+        )
         for q, a, b, c, d in zip(
             records["question"],
             records["choice_A"],
