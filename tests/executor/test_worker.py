@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sparse_attention_hub.executor import plan, spec_from_dict
 from sparse_attention_hub.executor.testing import FaultAdapter, experiment, loads_by_pid
 from sparse_attention_hub.executor.worker import Worker
@@ -52,3 +54,50 @@ def test_worker_survives_a_raising_job(tmp_path: Path) -> None:
     assert first["failure"]["exc_type"] == "builtins.KeyError"
     assert worker.execute(jobs[1], attempt=1)["kind"] == "finished"
     assert worker.execute(jobs[0], attempt=2)["kind"] == "finished"  # the fault fired once
+
+
+def test_model_on_another_device_is_refused_and_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from sparse_attention_hub.executor import worker as worker_module
+
+    closed: list[str] = []
+
+    class Stray(FaultAdapter):
+        model = torch.nn.Linear(2, 2, device="meta")
+
+        def close(self) -> None:
+            closed.append(self.model_name)
+
+    monkeypatch.setattr(
+        worker_module, "load_factory", lambda path: lambda name, *rest: Stray(name, {}, "cpu")
+    )
+    (job,) = plan(spec_from_dict(experiment(tmp_path)))
+    worker = Worker(0, "cpu")
+    outcome = worker.execute(job, attempt=1)
+    assert outcome["kind"] == "raised" and outcome["failure"]["category"] == "model_load"
+    assert "meta" in outcome["failure"]["message"]
+    assert closed == ["m1"] and worker.adapter is None
+
+
+def test_each_subset_is_read_once_per_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted at the benchmark's own `load_subset`, not at the worker's notification."""
+    from sparse_attention_hub.benchmark.registry import get_benchmark_class
+
+    cls = get_benchmark_class("mock_benchmark")
+    reads: list[str] = []
+    original = cls.load_subset
+
+    def counting(self: Any, subset: str) -> Any:
+        reads.append(subset)
+        return original(self, subset)
+
+    monkeypatch.setattr(cls, "load_subset", counting)
+    jobs = plan(spec_from_dict(experiment(tmp_path, models=["a", "b"], sparse=["x", "y"])))
+    worker = Worker(0, "cpu")
+    assert [worker.execute(job, attempt=1)["kind"] for job in jobs] == ["finished"] * 4
+    assert reads == ["reading_comprehension"]

@@ -126,7 +126,11 @@ class Worker:
             raise ModelLoadError(
                 f"loading model {job.model!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
-        check_model_device(adapter, self.device)
+        try:
+            check_model_device(adapter, self.device)
+        except ModelLoadError:
+            adapter.close()  # it is nobody's model now: give its memory back before the retry
+            raise
         self.adapter, self.model_key = adapter, job.model_key
         self.notify("model_loaded", {"model": job.model, "seconds": time.perf_counter() - t0})
         return adapter
