@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sparse_attention_hub.benchmark.base import Benchmark
+from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.registry import Registry
 
 BENCHMARKS: Registry[type[Benchmark]] = Registry("benchmark")
@@ -59,6 +61,25 @@ def create_benchmark_instance(
     data_path: str | Path | None = None,
     **options: Any,
 ) -> Benchmark:
-    """Build a benchmark by registered name; unknown names and subsets raise before any loading."""
+    """Build a benchmark by registered name; unknown names, subsets and options raise before any
+    loading, each with the list of what is allowed."""
     cls = get_benchmark_class(name)
+    allowed = benchmark_options(cls)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"benchmark {name!r} has no option(s) {unknown}; "
+            f"its options: {', '.join(allowed) if allowed else 'none'}"
+        )
     return cls(subsets_to_run=subsets, data_path=data_path, **options)
+
+
+def benchmark_options(cls: type[Benchmark]) -> list[str]:
+    """Keyword options of a benchmark's constructor besides `subsets_to_run` and `data_path`."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [
+        p.name
+        for p in parameters
+        if p.kind in kinds and p.name not in ("self", "subsets_to_run", "data_path")
+    ]
