@@ -14,6 +14,8 @@ TRACKED = (
     "jieba",
     "fuzzywuzzy",
     "nltk",
+    "bert-score",
+    "scipy",
     "gguf",
 )
 
