@@ -183,3 +183,16 @@ def test_magicpig_probability_and_collisions() -> None:
         assert mask[2] in (0.0, 0.5)  # orthogonal: p = 1 - (pi / 2) / pi
         seen.add(float(mask[2]))
     assert seen == {0.0, 0.5}
+
+
+def test_adaptive_sampling_zero_base_rate_and_empty_range_add_nothing() -> None:
+    q, k, v = one_head([[1.0]], [[float(j % 3)] for j in range(12)])
+    inputs = inputs_for(q, k, v)
+    previous = SinkMaskerConfig(sink_size=2).add_mask(inputs, empty_mask(inputs))
+    off = AdaptiveSamplingConfig(base_rate_sampling=0, epsilon=0.1, delta=0.1)
+    assert torch.equal(off.add_mask(inputs, previous), previous)
+    past_the_end = AdaptiveSamplingConfig(
+        base_rate_sampling=4, epsilon=0.1, delta=0.1, init_offset=6, local_offset=0.5
+    )  # range [6, 12 - 6) is empty
+    assert torch.equal(past_the_end.add_mask(inputs, previous), previous)
+    assert "adaptive_budget_mean" not in inputs.metrics

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Literal
 
 import torch
 
-from sparse_attention_hub.sparse_attention.budget import Fraction
+from sparse_attention_hub.sparse_attention.budget import Fraction, effective_size
 from sparse_attention_hub.sparse_attention.mask import candidates, sample_select, union
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
@@ -28,7 +27,7 @@ class RandomSamplingConfig(MaskerConfig):
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         eligible = candidates(inputs.allowed, previous)
         available = eligible.sum(dim=-1)
-        wanted = math.floor(self.sampling_rate * inputs.n_keys + 1e-9)
+        wanted = effective_size(self.sampling_rate, inputs.n_keys)
         counts = available.clamp(max=wanted)
         if wanted == 0 or not bool((counts > 0).any()):
             return previous.clone()
