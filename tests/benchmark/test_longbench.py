@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +26,7 @@ from sparse_attention_hub.benchmark.longbench import (
     score_sample,
 )
 from sparse_attention_hub.benchmark.results_io import read_raw_results
-from sparse_attention_hub.errors import UnknownNameError
+from sparse_attention_hub.errors import DatasetLoadError, UnknownNameError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "longbench"
 
@@ -153,6 +154,38 @@ def test_chinese_rows_are_built_with_the_official_prompt_split() -> None:
         84,
         "multifieldqa_zh-0001",
     )
+
+
+def test_chinese_rows_from_the_hub_archive_equal_the_local_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(FIXTURES / "vcsum.jsonl", "data/vcsum.jsonl")
+    fetched: list[tuple[str, str]] = []
+
+    def fake_download(repo_id: str, filename: str, repo_type: str) -> str:
+        fetched.append((repo_id, filename))
+        return str(archive)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    from_hub = LongBench(["vcsum"]).load_subset("vcsum")
+    assert fetched == [("THUDM/LongBench", "data.zip")]
+    local = LongBench(["vcsum"], data_path=FIXTURES).load_subset("vcsum")
+    pd.testing.assert_frame_equal(from_hub, local)
+    with pytest.raises(DatasetLoadError, match=r"'dureader'.*data/dureader\.jsonl.*KeyError"):
+        LongBench(["dureader"]).load_samples()  # not in this archive
+
+
+def test_a_subset_that_fails_to_load_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DatasetLoadError, match=r"lsht\.jsonl"):
+        LongBench(["lsht"], data_path=tmp_path).load_samples()  # no file for it
+    row = {"context": "c", "question": "q", "answers": ["a"], "max_new_tokens": 84}
+    (tmp_path / "trec.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetLoadError, match=r"subset 'trec'.*KeyError: 'length'"):
+        LongBench(["trec"], data_path=tmp_path).load_samples()
 
 
 def test_extended_rows_get_their_own_task_name() -> None:

@@ -7,8 +7,10 @@ and per-category means; `_e` tasks are reported only by length bucket (0-4k, 4-8
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import zipfile
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +22,7 @@ from sparse_attention_hub.benchmark._longbench_prompts import CHINESE_PROMPTS, b
 from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.benchmark.scorers import scorer_backends
+from sparse_attention_hub.errors import DatasetLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +109,38 @@ class LongBench(Benchmark):
     hub_id = "Xnhyacinth/LongBench"
     original_hub_id = "THUDM/LongBench"
 
+    original_archive = "data.zip"
+
+    def original_records(self, task: str) -> pd.DataFrame:
+        """THUDM/LongBench records of one task: the local copy, else `data/{task}.jsonl` of the
+        hub's `data.zip`.
+
+        That hub repository is a loading-script dataset, which `datasets` >= 4 refuses to run,
+        so its archive (the files the script itself read) is downloaded and read directly.
+        """
+        if self.data_path is not None:
+            return loading.load_table(self.original_hub_id, task, "test", self.data_path, [task])
+        member = f"data/{task}.jsonl"
+        try:
+            import huggingface_hub
+
+            archive = huggingface_hub.hf_hub_download(
+                self.original_hub_id, self.original_archive, repo_type="dataset"
+            )
+            with zipfile.ZipFile(archive) as bundle, bundle.open(member) as handle:
+                return pd.read_json(
+                    io.TextIOWrapper(handle, encoding="utf-8"), lines=True, dtype=False
+                )
+        except Exception as exc:  # network, a missing member, a torn archive: one load error
+            raise DatasetLoadError(
+                f"could not load {task!r} from {member} in {self.original_hub_id!r}/"
+                f"{self.original_archive}: {type(exc).__name__}: {exc}. "
+                "Pass a local copy with data_path=..."
+            ) from exc
+
     def load_subset(self, subset: str) -> pd.DataFrame:
         if subset in CHINESE_PROMPTS:
-            frame = loading.load_table(
-                self.original_hub_id, subset, "test", self.data_path, [subset]
-            )
+            frame = self.original_records(subset)
             if "input" in frame.columns and "question" not in frame.columns:
                 cap = TASKS[subset].official_max_new_tokens + EXTRA_TOKENS
                 frame = build_rows(frame, subset, cap)
