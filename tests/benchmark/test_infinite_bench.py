@@ -135,6 +135,8 @@ def test_normalise_label_types() -> None:
     assert normalise_label("math_find", ["12.5"], "") == 12.5
     assert normalise_label("passkey", ["71432"], "") == ["71432"]
     assert option_text(question, "A") == "parse_header"
+    quoting = "Who signed?\nA. Smith wrote the note.\n\nOptions:\nA. Mary \nB. Ann"
+    assert option_text(quoting, "A") == "Mary "  # the appended option line, text kept whole
     with pytest.raises(ValueError, match=r"E\. "):
         option_text(question, "E")
 

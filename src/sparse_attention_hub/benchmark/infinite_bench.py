@@ -22,10 +22,15 @@ _INTEGER = re.compile(r"^-?\d+$")
 
 
 def option_text(question: str, letter: str) -> str:
-    """The text of option `letter` from the question's `"<letter>. ..."` line."""
-    for line in question.splitlines():
+    """The text of option `letter`, exactly as on the question's last `"<letter>. ..."` line.
+
+    The options were appended to the question as its last lines, so they are searched from the
+    end (the question itself may quote an `"A. ..."` line); the text is kept as is, since the
+    official label is the option string itself.
+    """
+    for line in reversed(question.split("\n")):
         if line.startswith(f"{letter}. "):
-            return line[len(letter) + 2 :].strip()
+            return line[len(letter) + 2 :]
     raise ValueError(f"question has no line starting with {letter + '. '!r}")
 
 
