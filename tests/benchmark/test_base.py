@@ -151,6 +151,7 @@ def test_scores_metrics_and_raw_results(tmp_path: Path) -> None:
     assert metrics["tasks"]["beta"]["score"] == pytest.approx(50.0)  # b2 wrong
     assert metrics["overall"] == pytest.approx((500 / 6 + 50) / 2)
     assert metrics["scale"] == "0-100" and metrics["errors"] == {}
+    assert metrics["unscored_tasks"] == [] and metrics["missing_subsets"] == []
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
 
     raw = read_raw_results(tmp_path / "raw_results.csv").set_index("sample_id")
@@ -221,6 +222,7 @@ def test_a_failing_scorer_records_its_error_and_keeps_predictions(tmp_path: Path
     assert metrics["tasks"]["beta"]["score"] is None  # its rows are 6, 7; the frame says 0, 1
     assert metrics["tasks"]["alpha"]["score"] == pytest.approx(500 / 6)
     assert metrics["overall"] == pytest.approx(500 / 6)  # only tasks with a score
+    assert metrics["unscored_tasks"] == ["beta"]  # ... and the excluded one is listed
     raw = read_raw_results(tmp_path / "raw_results.csv").set_index("sample_id")
     assert raw.loc["b2", "prediction"] == "nope"
     assert raw.loc["a1", "score"] == 1.0 and pd.isna(raw.loc["b1", "score"])

@@ -95,6 +95,7 @@ def test_test_split_writes_leaderboard_files_and_no_score(tmp_path: Path) -> Non
     metrics = bench.run_benchmark(adapter, tmp_path / "job")
 
     assert metrics["overall"] is None and metrics["scored"] is False
+    assert sorted(metrics["unscored_tasks"]) == sorted(bench.all_datasets)
     qasper = metrics["tasks"]["qasper"]
     assert qasper["score"] is None and qasper["scored"] is False
     assert (qasper["n"], qasper["n_scored"]) == (2, 0)

@@ -271,6 +271,12 @@ class Benchmark(ABC):
         metrics.setdefault("errors", {}).update(errors)
         for task, message in errors.items():
             metrics.setdefault("tasks", {})[task] = {"score": None, "n_scored": 0, "error": message}
+        # tasks left out of `overall` for want of a score are listed, never silently dropped
+        metrics["unscored_tasks"] = [
+            str(task)
+            for task, entry in metrics.get("tasks", {}).items()
+            if isinstance(entry, dict) and entry.get("score") is None
+        ]
         return every_row, metrics
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
