@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,13 @@ from sparse_attention_hub.executor import (
     plan,
     spec_from_dict,
 )
-from sparse_attention_hub.executor.testing import executions, experiment, loads_by_pid, read_events
+from sparse_attention_hub.executor.testing import (
+    answered,
+    executions,
+    experiment,
+    loads_by_pid,
+    read_events,
+)
 
 
 def make_spec(base: Path, **kwargs: Any) -> Any:
@@ -116,6 +123,58 @@ def test_sigkilled_worker_is_replaced_and_its_job_completes_on_retry(base: Path)
     retried = [e for e in events if e["event"] == "job_retried"]
     assert [(e["job_id"], e["category"]) for e in retried] == [(killed.job_id, "worker_died")]
     assert len([e for e in events if e["event"] == "worker_started"]) == 3  # 2 + replacement
+
+
+def test_job_killed_mid_way_resumes_from_its_saved_predictions(base: Path) -> None:
+    """Killed during its 2nd of 3 requests: the retry generates only what was not saved."""
+    faults = {"/b/": {"action": "kill", "on_request": 2}}
+    spec = make_spec(base, sparse=["b"], faults=faults)
+    results = BenchmarkExecutor(max_concurrent_runs=1, base_result_dir=base / "results").run(spec)
+    assert results.ok, results.to_dict()
+    job_dir = base / "results" / results.records[0].job_id
+    assert len(executions(job_dir)) == 2 and results.records[0].attempts == 2
+    # request 1 (samples 1, 2) answered in the first run only; every sample generated once
+    assert answered(job_dir) == ["1", "2", "3", "4", "5"]
+    saved = [json.loads(line)["sample_id"] for line in (job_dir / "predictions.jsonl").open()]
+    assert saved == ["1", "2", "3", "4", "5"]
+
+
+def test_sigterm_ends_the_run_like_ctrl_c(base: Path) -> None:
+    """SIGTERM to the executor's process: dispatch stops, workers end, finished jobs stay."""
+    import signal
+    import threading
+
+    spec = make_spec(base, sparse=["a", "b", "c", "d"], delay_s=0.3)
+    result_dir = base / "results"
+    late: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: late.append(signum))
+
+    def terminate_after_first_job() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(e["event"] == "job_finished" for e in read_events(result_dir)):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=terminate_after_first_job, daemon=True)
+    watcher.start()
+    try:
+        results = BenchmarkExecutor(max_concurrent_runs=1, base_result_dir=result_dir).run(spec)
+    finally:
+        watcher.join(5)
+        signal.signal(signal.SIGTERM, previous)
+    assert results.interrupted and not late
+    done = [r for r in results.records if r.state == "complete"]
+    assert 1 <= len(done) < 4 and all(r.ran for r in done)
+    assert [r.state for r in results.records if r not in done] == ["pending"] * (4 - len(done))
+    assert [j.state for j in plan(spec)].count(JobState.COMPLETE) == len(done)
+    for event in read_events(result_dir):
+        if event["event"] == "worker_started":
+            with pytest.raises(ProcessLookupError):
+                os.kill(event["pid"], 0)
+    summary = json.loads((result_dir / "execution_summary.json").read_text())
+    assert summary["interrupted"] is True
 
 
 def test_job_past_its_timeout_is_killed_and_recorded(base: Path) -> None:

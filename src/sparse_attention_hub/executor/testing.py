@@ -1,17 +1,19 @@
-"""A scripted adapter whose faults a test chooses, for exercising the executor in real workers.
+"""Test support (shipped so spawned workers can import it): a scripted adapter with chosen faults.
 
-Use it as the adapter factory (`AdapterConfig(factory="sparse_attention_hub.executor.testing:
+It exercises the executor in real worker processes; nothing in the library uses it. Use it as the adapter factory (`AdapterConfig(factory="sparse_attention_hub.executor.testing:
 fault_adapter", model_kwargs={...})`). `model_kwargs`:
 - `delay_s`: seconds per request (every job);
 - `faults`: path of a JSON file `{substring of the job dir: rule}`; a rule is
   `{"action": "kill" | "raise" | "hang" | "allocate", "exc": "module.ClassName", "gb": 8,
-  "times": 1, "delay_s": 0.2, "job_s": 1.5}` (`allocate` takes `gb` GiB on the worker's device: a
-  real OOM; `job_s` sleeps once when the job starts, so a job's work is known exactly).
-  An action fires on the first request of the job, at most `times` times per job dir (counted
-  in a file there, so it holds across worker processes); `delay_s` overrides the per-request delay;
+  "times": 1, "on_request": 1, "delay_s": 0.2, "job_s": 1.5}` (`allocate` takes `gb` GiB on the
+  worker's device: a real OOM; `job_s` sleeps once when the job starts, so a job's work is known
+  exactly). An action fires on the `on_request`-th request of a job run (default the first), at
+  most `times` times per job dir (counted in a file there, so it holds across worker processes);
+  `delay_s` overrides the per-request delay;
 - `load_log`: a file that gets one line `pid model` per model load.
-Each job run appends `pid` to `executions.log` in its job dir, so tests count real executions
-(on a GPU it also writes `device.json`: what the worker process sees);
+Each job run appends `pid` to `executions.log` in its job dir, and each answered request its
+sample ids to `answered.log`, so tests count real executions and generations (on a GPU it also
+writes `device.json`: what the worker process sees);
 `experiment`, `read_events`, `executions` and `loads_by_pid` build and read such runs.
 """
 
@@ -30,6 +32,7 @@ from sparse_attention_hub.adapters.base import Request, RequestResponse
 from sparse_attention_hub.adapters.scripted import ScriptedAdapter
 
 EXECUTIONS_LOG = "executions.log"
+ANSWERED_LOG = "answered.log"
 _FIRED = ".faults_fired"
 
 
@@ -49,6 +52,7 @@ class FaultAdapter(ScriptedAdapter):
         self.job_dir: Path | None = None
         self.rule: dict[str, Any] = {}
         self.hold: Any = None  # memory taken by an `allocate` fault
+        self.requests = 0  # requests of the current job run
 
     def start_statistics(self, path: Any) -> None:
         """run_benchmark calls this once per job with a path inside the job dir."""
@@ -56,6 +60,7 @@ class FaultAdapter(ScriptedAdapter):
         with open(self.job_dir / EXECUTIONS_LOG, "a") as handle:
             handle.write(f"{os.getpid()}\n")
         self.rule = next((r for pat, r in self.faults.items() if pat in str(self.job_dir)), {})
+        self.requests = 0
         self.delay_s = float(self.rule.get("delay_s", self.base_delay_s))
         if self.device.startswith("cuda"):
             self._probe_device(self.job_dir)
@@ -79,8 +84,10 @@ class FaultAdapter(ScriptedAdapter):
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
     ) -> RequestResponse:
+        self.requests += 1
         action = self.rule.get("action")
-        if action and self.job_dir is not None and self._claim_fault(self.job_dir):
+        due = self.requests == int(self.rule.get("on_request", 1))
+        if action and due and self.job_dir is not None and self._claim_fault(self.job_dir):
             if action == "allocate":
                 import torch
 
@@ -93,7 +100,11 @@ class FaultAdapter(ScriptedAdapter):
             elif action == "raise":
                 module, _, name = str(self.rule.get("exc", "builtins.RuntimeError")).rpartition(".")
                 raise getattr(importlib.import_module(module), name)("injected fault")
-        return super().process_request(request, generation_kwargs, request_kwargs)
+        response = super().process_request(request, generation_kwargs, request_kwargs)
+        if self.job_dir is not None:
+            with open(self.job_dir / ANSWERED_LOG, "a") as handle:
+                handle.write("".join(f"{sample_id}\n" for sample_id in request.ids()))
+        return response
 
     def _claim_fault(self, job_dir: Path) -> bool:
         fired = job_dir / _FIRED
@@ -163,6 +174,12 @@ def read_events(result_dir: Path) -> list[dict[str, Any]]:
 def executions(job_dir: Path) -> list[str]:
     """Pids of every run of this job (one line per run)."""
     log = job_dir / EXECUTIONS_LOG
+    return log.read_text().split() if log.exists() else []
+
+
+def answered(job_dir: Path) -> list[str]:
+    """Sample ids the adapter generated an answer for, over every run of this job."""
+    log = job_dir / ANSWERED_LOG
     return log.read_text().split() if log.exists() else []
 
 
