@@ -73,6 +73,15 @@ def test_hat_key_signatures_are_cached_per_weight_file(tmp_path: Path) -> None:
     assert torch.equal(both, second.add_mask(alone, after_first))
 
 
+def test_hat_weights_are_loaded_once_per_layer_whatever_the_budget(tmp_path: Path) -> None:
+    path = write_hat_weights(tmp_path, SHAPE.heads, SHAPE.dim)
+    device = torch.device("cpu")
+    small, large = hat_config(path, heavy_size=2), hat_config(path, heavy_size=0.5)
+    weights = small.layer_weights(0, SHAPE.dim, SHAPE.heads, device)
+    assert large.layer_weights(0, SHAPE.dim, SHAPE.heads, device) is weights
+    assert small.layer_weights(1, SHAPE.dim, SHAPE.heads, device) is not weights
+
+
 def test_hat_runs_through_the_forward_with_gqa(tmp_path: Path) -> None:
     path = write_hat_weights(tmp_path, SHAPE.heads, SHAPE.dim)
     q, k, v = qkv(SHAPE, 3)

@@ -106,11 +106,14 @@ class HashAttentionTopKConfig(MaskerConfig):
     def layer_weights(
         self, layer_idx: int, dim: int, heads: int, device: torch.device
     ) -> tuple[Mlp, Mlp]:
-        """Validated (query MLP, key MLP) of one layer on `device` (moved once, then cached)."""
-        mtime = (
-            os.stat(self.hat_weight_file).st_mtime_ns if os.path.isfile(self.hat_weight_file) else 0
-        )
-        return _layer_weights(self, layer_idx, dim, heads, str(device), mtime)
+        """Validated (query MLP, key MLP) of one layer on `device` (moved once, then cached).
+
+        Cached by file and MLP shape only, so configs that differ in `heavy_size` share weights.
+        """
+        path = self.hat_weight_file
+        mtime = os.stat(path).st_mtime_ns if os.path.isfile(path) else 0
+        shape = (self.hat_mlp_layers, self.hat_mlp_hidden_size, self.hat_bits)
+        return _layer_weights(path, mtime, shape, layer_idx, dim, heads, str(device))
 
     def cache_name(self) -> str:
         """State key of the key signatures: everything they depend on, so two HashAttention
@@ -129,36 +132,42 @@ class HashAttentionTopKConfig(MaskerConfig):
 
 @lru_cache(maxsize=256)
 def _layer_weights(
-    config: HashAttentionTopKConfig, layer_idx: int, dim: int, heads: int, device: str, mtime: int
+    path: str,
+    mtime: int,
+    mlp_shape: tuple[int, int, int],
+    layer_idx: int,
+    dim: int,
+    heads: int,
+    device: str,
 ) -> tuple[Mlp, Mlp]:
+    """Both MLPs of one layer, shapes checked against `mlp_shape` = (layers, hidden, bits)."""
     del mtime  # part of the cache key only
-    tensors = load_weights(config.hat_weight_file)
+    mlp_layers, hidden, bits = mlp_shape
+    tensors = load_weights(path)
     mlps = []
     for role in ("query", "key"):
         layers = []
-        for j in range(config.hat_mlp_layers):
-            d_in = dim if j == 0 else config.hat_mlp_hidden_size
-            last = j == config.hat_mlp_layers - 1
-            d_out = config.hat_bits if last else config.hat_mlp_hidden_size
+        for j in range(mlp_layers):
+            d_in = dim if j == 0 else hidden
+            d_out = bits if j == mlp_layers - 1 else hidden
             pair = []
             for part, shape in (("weight", (heads, d_in, d_out)), ("bias", (heads, d_out))):
                 name = f"layers.{layer_idx}.{role}.{j}.{part}"
                 if name not in tensors:
-                    raise ConfigError(f"{config.hat_weight_file}: tensor {name!r} is missing")
+                    raise ConfigError(f"{path}: tensor {name!r} is missing")
                 if tuple(tensors[name].shape) != shape:
                     raise ConfigError(
-                        f"{config.hat_weight_file}: tensor {name!r} has shape "
-                        f"{tuple(tensors[name].shape)}, expected {shape} (heads={heads}, "
-                        f"head_dim={dim}, hat_bits={config.hat_bits}, "
-                        f"hat_mlp_hidden_size={config.hat_mlp_hidden_size})"
+                        f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                        f"expected {shape} (heads={heads}, head_dim={dim}, hat_bits={bits}, "
+                        f"hat_mlp_hidden_size={hidden})"
                     )
                 pair.append(tensors[name].to(device=device, dtype=torch.float32))
             layers.append((pair[0], pair[1]))
-        extra = f"layers.{layer_idx}.{role}.{config.hat_mlp_layers}.weight"
+        extra = f"layers.{layer_idx}.{role}.{mlp_layers}.weight"
         if extra in tensors:
             raise ConfigError(
-                f"{config.hat_weight_file}: tensor {extra!r} exists, but hat_mlp_layers is "
-                f"{config.hat_mlp_layers} (the file's MLP has more layers)"
+                f"{path}: tensor {extra!r} exists, but hat_mlp_layers is {mlp_layers} "
+                "(the file's MLP has more layers)"
             )
         mlps.append(tuple(layers))
     return mlps[0], mlps[1]
