@@ -241,6 +241,13 @@ def test_unknown_subset_lists_the_valid_ones() -> None:
     assert "gamma" in str(info.value)
 
 
+def test_a_subset_named_twice_runs_once(tmp_path: Path) -> None:
+    bench = ToyBenchmark(["beta", "alpha", "beta"])
+    assert bench.subsets_to_run == ["beta", "alpha"]
+    metrics = bench.run_benchmark(ScriptedAdapter(answers=right_answers()), tmp_path)
+    assert metrics["tasks"]["beta"]["n_scored"] == 2
+
+
 def test_a_subset_that_fails_to_load_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(DatasetLoadError, match="'broken' failed to load: FileNotFoundError"):
         ToyBenchmark(["alpha", "broken"]).run_benchmark(ScriptedAdapter(), tmp_path)

@@ -48,7 +48,8 @@ class Benchmark(ABC):
     def __init__(
         self, subsets_to_run: Sequence[str] | None = None, data_path: str | Path | None = None
     ) -> None:
-        subsets = list(subsets_to_run) if subsets_to_run else list(self.all_datasets)
+        # a subset named twice is run once (loading it twice would repeat every sample id)
+        subsets = list(dict.fromkeys(subsets_to_run or self.all_datasets))
         unknown = [s for s in subsets if s not in self.all_datasets]
         if unknown:
             raise UnknownNameError(
