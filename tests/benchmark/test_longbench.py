@@ -17,6 +17,7 @@ from sparse_attention_hub.benchmark._longbench_metrics import (
     retrieval_score,
     retrieval_zh_score,
 )
+from sparse_attention_hub.benchmark._longbench_prompts import CHINESE_PROMPTS, build_rows
 from sparse_attention_hub.benchmark.longbench import (
     EXTENDED,
     TASKS,
@@ -154,6 +155,47 @@ def test_chinese_rows_are_built_with_the_official_prompt_split() -> None:
         84,
         "multifieldqa_zh-0001",
     )
+
+
+# THUDM/LongBench config/dataset2prompt.json and dataset2maxlen.json (the official values).
+OFFICIAL_ZH_PROMPTS = {
+    "multifieldqa_zh": "阅读以下文字并用中文简短回答：\n\n{context}\n\n现在请基于上面的文章回答下面的问题，"
+    "只告诉我答案，不要输出任何其他字词。\n\n问题：{input}\n回答：",
+    "dureader": "请基于给定的文章回答下述问题。\n\n文章：{context}\n\n请基于上述文章回答下面的问题。"
+    "\n\n问题：{input}\n回答：",
+    "vcsum": "下面有一段会议记录，请你阅读后，写一段总结，总结会议的内容。\n会议记录：\n{context}\n\n会议总结：",
+    "lsht": "请判断给定新闻的类别，下面是一些例子。\n\n{context}\n{input}",
+    "passage_retrieval_zh": "以下是若干段落文字，以及其中一个段落的摘要。请确定给定的摘要出自哪一段。\n\n{context}"
+    '\n\n下面是一个摘要\n\n{input}\n\n请输入摘要所属段落的编号。答案格式必须是"段落1"，"段落2"等格式\n\n答案是：',
+}
+OFFICIAL_MAXLEN = {
+    "narrativeqa": 128, "qasper": 128, "multifieldqa_en": 64, "multifieldqa_zh": 64,
+    "hotpotqa": 32, "2wikimqa": 32, "musique": 32, "dureader": 128, "gov_report": 512,
+    "qmsum": 512, "multi_news": 512, "vcsum": 512, "trec": 64, "triviaqa": 32, "samsum": 128,
+    "lsht": 64, "passage_count": 32, "passage_retrieval_en": 32, "passage_retrieval_zh": 32,
+    "lcc": 64, "repobench-p": 64,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", sorted(OFFICIAL_ZH_PROMPTS))
+def test_chinese_prompt_parts_join_into_the_official_template(task: str) -> None:
+    """The split template, filled and joined as the model sees it, is the official prompt."""
+    records = pd.DataFrame(
+        {"input": ["新闻：一条消息。\n类别："], "context": ["正文"], "length": [4], "_id": ["x"]}
+    )
+    row = build_rows(records, task, 0).iloc[0]
+    official = OFFICIAL_ZH_PROMPTS[task].format(context="正文", input="新闻：一条消息。\n类别：")
+    assert row["context"] + row["question"] + row["answer_prefix"] == official
+    # the document sits in the context part and the question text outside it
+    assert "正文" in row["context"] and "一条消息" not in row["context"]
+    assert ("一条消息" in row["question"]) == (task != "vcsum")  # vcsum has no {input}
+
+
+def test_caps_are_the_official_lengths_plus_twenty() -> None:
+    assert {task: info.official_max_new_tokens for task, info in TASKS.items()} == OFFICIAL_MAXLEN
+    rows = LongBench(list(CHINESE_PROMPTS), data_path=FIXTURES).load_samples()
+    for task, cap in zip(rows["task"], rows["max_new_tokens"], strict=True):
+        assert cap == OFFICIAL_MAXLEN[task] + 20, task
 
 
 def test_chinese_rows_from_the_hub_archive_equal_the_local_copy(

@@ -52,6 +52,16 @@ def test_rows_keep_metadata_and_subsets_share_contexts() -> None:
         assert column in zero.columns
 
 
+def test_a_parquet_copy_loads_like_the_jsonl_one(tmp_path: Path) -> None:
+    pd.read_json(FIXTURES / "cot.jsonl", lines=True, dtype=False).to_parquet(
+        tmp_path / "cot.parquet"
+    )
+    from_parquet = LongBenchV2(["cot"], data_path=tmp_path).load_subset("cot")
+    from_jsonl = LongBenchV2(["cot"], data_path=FIXTURES).load_subset("cot")
+    pd.testing.assert_frame_equal(from_parquet, from_jsonl, check_dtype=False)
+    assert from_parquet["answers"].tolist() == [["D"], ["C"], ["B"]]
+
+
 @pytest.mark.parametrize("subset", ["0shot", "cot"])
 def test_original_records_are_built_into_the_same_rows(subset: str) -> None:
     # raw_records has stray whitespace around a document, a question and a choice: stripped
