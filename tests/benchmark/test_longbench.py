@@ -39,6 +39,8 @@ def test_classification_one_over_number_of_matched_classes() -> None:
     assert classification_score("City or Country", "City", classes) == 0.5
     assert classification_score("Country", "City", classes) == 0.0
     assert classification_score("", "City", classes) == 0.0
+    with pytest.raises(ValueError, match="all_classes"):  # missing classes: an error, not a 0
+        classification_score("City", "City", [])
 
 
 def test_classification_drops_class_names_inside_the_true_class() -> None:

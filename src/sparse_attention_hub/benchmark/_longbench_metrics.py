@@ -31,7 +31,10 @@ def classification_score(prediction: str, ground_truth: str, all_classes: Sequen
     Class names that are substrings of the true class (e.g. "LOC" inside "LOC:city") are dropped
     from `matched`, with the official loop that removes from the list it iterates: the element
     after a removed one is never examined. That skip changes scores, so it is kept on purpose.
+    A row without class names cannot be scored (it would silently be 0): that raises.
     """
+    if not all_classes:
+        raise ValueError("classification needs the task's all_classes; this row has none")
     matched = [name for name in all_classes if name in prediction]
     for term in matched:  # mutating while iterating reproduces the official skip
         if term in ground_truth and term != ground_truth:
