@@ -64,6 +64,7 @@ def test_dry_run_prints_plan_with_states(
     out = capsys.readouterr().out
     assert "3 jobs: 1 complete, 1 stale, 1 pending, 0 failed; would run 1" in out
     assert jobs[2].job_id in out
+    assert f"{jobs[1].job_id}  (parameters changed)" in out  # no recorded inputs to compare
     assert not (tmp_path / "results" / "events.jsonl").exists()  # a dry run runs nothing
 
 

@@ -83,10 +83,17 @@ def test_stale_job_is_reported_not_overwritten_until_asked(tmp_path: Path) -> No
 
     results = BenchmarkExecutor(base_result_dir=tmp_path / "results", backend="debug").run(changed)
     assert [r.state for r in results.records] == ["stale", "stale"] and results.counts()["ran"] == 0
+    assert [r.error for r in results.records] == ["generation_kwargs changed"] * 2
     assert not results.ok
     assert all(len(executions(tmp_path / "results" / r.job_id)) == 1 for r in results.records)
     summary = json.loads((tmp_path / "results" / "execution_summary.json").read_text())
     assert summary["counts"]["stale"] == 2
+    assert summary["jobs"][0]["error"] == "generation_kwargs changed"
+    # a partial run (no manifest yet) records its inputs in config.json: the reason is found there
+    partial = tmp_path / "results" / results.records[0].job_id
+    (partial / "manifest.json").unlink()
+    (stale,) = [j for j in plan(changed) if j.job_id == results.records[0].job_id]
+    assert stale.state == JobState.STALE and stale.stale_reason() == "generation_kwargs changed"
 
     rerun = BenchmarkExecutor(
         base_result_dir=tmp_path / "results", backend="debug", rerun_stale=True

@@ -130,7 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         run_ids = {j.job_id for j in executor.to_run(jobs)}
         for job in jobs:
-            say(f"{job.state.value:<9} {'run' if job.job_id in run_ids else '-':<4} {job.job_id}")
+            why = f"  ({job.stale_reason()})" if job.state.value == "stale" else ""
+            say(
+                f"{job.state.value:<9} {'run' if job.job_id in run_ids else '-':<4} {job.job_id}{why}"
+            )
         states = Counter(j.state.value for j in jobs)
         summary = ", ".join(
             f"{states.get(s, 0)} {s}" for s in ("complete", "stale", "pending", "failed")
@@ -180,7 +183,8 @@ def cmd_status(result_dir: Path) -> int:
             say(f"  failed {failure['job_id']}: [{failure['category']}] {failure['error']}")
         for job in summary.get("jobs", []):
             if job["state"] == "stale":
-                say(f"  stale {job['job_id']} (parameters changed; --rerun-stale)")
+                why = job.get("error") or "parameters changed"
+                say(f"  stale {job['job_id']} ({why}; --rerun-stale replaces it)")
     results_csv = result_dir / "results.csv"
     if results_csv.exists():
         rows = max(0, len(results_csv.read_text().splitlines()) - 1)

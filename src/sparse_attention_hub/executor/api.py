@@ -136,7 +136,11 @@ class BenchmarkExecutor:
         todo_ids = {j.job_id for j in todo}
         for job in jobs:
             if job.state == JobState.STALE and job.job_id not in todo_ids:
-                logger.warning("stale (parameters changed; use --rerun-stale): %s", job.job_id)
+                logger.warning(
+                    "stale (%s; left as is, --rerun-stale replaces it): %s",
+                    job.stale_reason(),
+                    job.job_id,
+                )
         slots = slot_layout(self.execution.gpu_ids, self.execution.max_concurrent_runs)
         backend = create_backend(
             self.execution.backend, slots, gpu_memory_fraction=self.execution.gpu_memory_fraction
@@ -193,6 +197,7 @@ def _unrun_record(job: Job) -> JobRecord:
         benchmark=job.benchmark,
         subset=job.subset,
         state=job.state.value,
+        error=job.stale_reason() if job.state == JobState.STALE else None,
     )
 
 

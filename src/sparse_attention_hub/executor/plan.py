@@ -19,7 +19,7 @@ from typing import Any
 
 from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
 from sparse_attention_hub.errors import ConfigError
-from sparse_attention_hub.executor.results import job_state
+from sparse_attention_hub.executor.results import changed_inputs, job_state
 from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec
 
 MAX_PATH_PART = 120
@@ -52,6 +52,11 @@ class Job:
     result_dir: Path
     state: JobState = JobState.PENDING
     inputs: dict[str, Any] = field(default_factory=dict, repr=False)  # what the fingerprint hashes
+
+    def stale_reason(self) -> str:
+        """What changed since the results in this job's dir were made, e.g. `generation_kwargs`."""
+        changed = changed_inputs(self.result_dir, self.inputs)
+        return f"{', '.join(changed) if changed else 'parameters'} changed"
 
     @property
     def model_key(self) -> str:

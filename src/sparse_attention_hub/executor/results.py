@@ -73,6 +73,28 @@ def job_state(job_dir: Path, fingerprint: str) -> str:
     return "pending"
 
 
+def changed_inputs(job_dir: Path, inputs: Mapping[str, Any]) -> list[str]:
+    """Fingerprint inputs that differ from those the job dir records: why a job is stale.
+
+    Read from the manifest, else from a partial run's config.json; [] when neither says.
+    """
+    for path, keys in ((job_dir / MANIFEST, ("inputs",)), (job_dir / CONFIG, ("job", "inputs"))):
+        try:
+            recorded = read_json(path)
+            for key in keys:
+                recorded = recorded[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(recorded, Mapping):
+            names = set(recorded) | set(inputs)
+            return sorted(n for n in names if _json(recorded.get(n)) != _json(inputs.get(n)))
+    return []
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def write_manifest(job_dir: Path, record: Mapping[str, Any]) -> None:
     """The last write of a successful job; clears any failure left by an earlier attempt."""
     for name in (FAILURE, ERROR):

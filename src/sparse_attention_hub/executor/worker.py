@@ -70,6 +70,7 @@ class Worker:
         job_info = {
             "job_id": job.job_id,
             "fingerprint": job.fingerprint,
+            "inputs": job.inputs,  # what the fingerprint hashes: says why a later plan is stale
             "sparse_config_name": job.sparse_name,
             "sparse_config": _config_dict(job.sparse_config),
             "attempt": attempt,
