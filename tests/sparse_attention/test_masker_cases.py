@@ -23,6 +23,7 @@ from sparse_attention_hub.sparse_attention import (
     SparseState,
 )
 from sparse_attention_hub.sparse_attention.mask import sample_select
+from sparse_attention_hub.sparse_attention.maskers.quest import page_bounds
 
 from .helpers import empty_mask, inputs_for
 
@@ -155,7 +156,7 @@ def test_adaptive_sampling_budget_formula() -> None:
     inputs = inputs_for(q, k, torch.zeros_like(k), state=state)
     config = AdaptiveSamplingConfig(base_rate_sampling=20, epsilon=0.1, delta=0.2)
     previous = SinkMaskerConfig(sink_size=4).add_mask(inputs, empty_mask(inputs))
-    config.add_mask(inputs, previous)
+    mask = config.add_mask(inputs, previous)
     # recompute by hand with the same seeded generator
     weights = torch.exp(inputs.logits - inputs.logits.max())[0, 0, 0].double()
     residual = torch.ones(200, dtype=torch.bool)
@@ -169,6 +170,10 @@ def test_adaptive_sampling_budget_formula() -> None:
     budget = min(max(budget, 20), n)
     assert 20 < budget < n  # the formula, not a clamp, decides here
     assert inputs.metrics["adaptive_budget_mean"] == budget
+    drawn = mask[0, 0, 0, 4:]  # a fresh draw of `budget` residual keys, each with p = budget / n
+    assert int((drawn > 0).sum()) == budget
+    assert torch.allclose(drawn[drawn > 0], torch.tensor(budget / n))
+    assert torch.equal(mask[..., :4], previous[..., :4])
 
 
 def test_magicpig_probability_and_collisions() -> None:
@@ -196,3 +201,12 @@ def test_adaptive_sampling_zero_base_rate_and_empty_range_add_nothing() -> None:
     )  # range [6, 12 - 6) is empty
     assert torch.equal(past_the_end.add_mask(inputs, previous), previous)
     assert "adaptive_budget_mean" not in inputs.metrics
+
+
+def test_quest_page_bounds_partial_page_and_label_bits() -> None:
+    keys = torch.tensor([[0.0, 1, 2, 3], [3, 0, 0, 0], [5, -1, 4, 2]])[None, None]
+    exact = page_bounds(keys, page_size=2, label_bits=16)[0, 0]
+    assert exact.tolist() == [[0, 0, 0, 0, 3, 1, 2, 3], [5, -1, 4, 2, 5, -1, 4, 2]]
+    # 1 bit along the channels: max [3, 1, 2, 3] -> levels {1, 3}; min [0, 0, 0, 0] unchanged
+    one_bit = page_bounds(keys, page_size=2, label_bits=1)[0, 0]
+    assert one_bit[0].tolist() == [0, 0, 0, 0, 3, 1, 1, 3]
