@@ -86,6 +86,15 @@ def test_missing_task_is_a_load_error(tmp_path: Path) -> None:
         ZeroScrolls(["qasper"], data_path=tmp_path).load_samples()
 
 
+def test_validation_refuses_rows_without_gold(tmp_path: Path) -> None:
+    # the test split's rows (null `output`) must not be scored as validation with gold "None"
+    with pytest.raises(DatasetLoadError, match="no local data file"):
+        ZeroScrolls(["qasper"], data_path=FIXTURES, split="validation").load_samples()
+    (tmp_path / "validation.jsonl").write_text((FIXTURES / "default.jsonl").read_text())
+    with pytest.raises(DatasetLoadError, match="'qasper': 2 of 2 rows have no gold answer"):
+        ZeroScrolls(["qasper"], data_path=tmp_path, split="validation").load_samples()
+
+
 def test_test_split_writes_leaderboard_files_and_no_score(tmp_path: Path) -> None:
     bench = create_benchmark_instance("zero_scrolls", data_path=FIXTURES)
     samples = bench.load_samples()

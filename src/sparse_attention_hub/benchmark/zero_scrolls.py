@@ -122,7 +122,9 @@ def merge_references(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per `id`, its `answers` = every `output` given for that id, in order."""
     references: dict[str, list[str]] = {}
     for sample_id, output in zip(frame["id"], frame["output"], strict=True):
-        references.setdefault(str(sample_id), []).append(str(output))
+        gold = references.setdefault(str(sample_id), [])
+        if isinstance(output, str) and output.strip():  # a null output is no reference
+            gold.append(output)
     first = frame.drop_duplicates("id", keep="first").drop(columns=["answer"], errors="ignore")
     return first.assign(answers=[references[str(i)] for i in first["id"]])
 
@@ -160,10 +162,9 @@ class ZeroScrolls(Benchmark):
 
     # ----- loading -------------------------------------------------------------------------
     def _table(self, subset: str) -> pd.DataFrame:
-        if self.data_path is not None:
-            return load_table(
-                HUB_ID, None, self.split, self.data_path, [subset, "default", self.split]
-            )
+        if self.data_path is not None:  # `default` is the hub's test config: test only
+            names = [subset, "default", "test"] if self.split == "test" else [subset, "validation"]
+            return load_table(HUB_ID, None, self.split, self.data_path, names)
         if self.split == "validation":
             return load_table(VALIDATION_HUB_ID, subset, "validation", None, [])
         if self._hub_test_table is None:  # one config holds all ten tasks: load it once
@@ -182,7 +183,14 @@ class ZeroScrolls(Benchmark):
             frame = merge_references(frame)
         if "max_new_tokens" not in frame.columns:
             frame = frame.assign(max_new_tokens=MAX_NEW_TOKENS[subset])
-        return normalise_rows(frame, subset)
+        rows = normalise_rows(frame, subset)
+        no_gold = sum(not any(a.strip() for a in answers) for answers in rows["answers"])
+        if self.split == "validation" and no_gold:  # else they would silently score 0
+            raise DatasetLoadError(
+                f"zero_scrolls validation task {subset!r}: {no_gold} of {len(rows)} rows have no "
+                "gold answer (`output`); test-split rows cannot be scored"
+            )
+        return rows
 
     # ----- scoring -------------------------------------------------------------------------
     def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
