@@ -270,3 +270,28 @@ def test_cpu_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert worker_environment("cuda:2", 5, {}) == {"CUDA_VISIBLE_DEVICES": "2"}
     uuids = {"CUDA_VISIBLE_DEVICES": "GPU-aa, GPU-bb"}
     assert worker_environment("cuda:1", 5, uuids) == {"CUDA_VISIBLE_DEVICES": "GPU-bb"}
+
+
+def test_job_sent_to_a_worker_that_just_died_is_retried_not_a_crash(base: Path) -> None:
+    """The worker dies between the backend's last look and the next submit (OOM killer, say)."""
+    import signal
+
+    from sparse_attention_hub.executor.backends import Slot
+    from sparse_attention_hub.executor.backends.local import LocalBackend
+
+    (job,) = plan(make_spec(base))
+    backend = LocalBackend([Slot(0, "cpu")])
+    backend.start()
+    try:
+        events: list[Any] = []
+        while not events:
+            events += backend.wait(30.0)
+        process = backend._handles[0].process
+        os.kill(events[0].payload["pid"], signal.SIGKILL)
+        while process.is_alive():
+            time.sleep(0.02)
+        backend.submit(0, job, attempt=1)  # the pipe is broken: must not raise
+        events = backend.wait(30.0)
+    finally:
+        backend.shutdown(force=True)
+    assert [(e.kind, e.payload.get("exitcode")) for e in events] == [("died", -9)]

@@ -126,8 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         rerun_stale=args.rerun_stale,
         progress=False if args.no_progress else None,
     )
-    jobs = executor.plan(spec)
     if args.dry_run:
+        jobs = executor.plan(spec)
         run_ids = {j.job_id for j in executor.to_run(jobs)}
         for job in jobs:
             why = f"  ({job.stale_reason()})" if job.state.value == "stale" else ""

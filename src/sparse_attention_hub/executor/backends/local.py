@@ -83,7 +83,10 @@ class LocalBackend:
         self._handles[slot.worker] = _Handle(process, parent_conn)
 
     def submit(self, worker: int, job: Job, attempt: int) -> None:
-        self._handles[worker].conn.send(("job", job, attempt))
+        try:
+            self._handles[worker].conn.send(("job", job, attempt))
+        except OSError:  # it died since the last wait (BrokenPipe): its sentinel reports how
+            logger.warning("worker %d died before it could take %s", worker, job.job_id)
 
     def wait(self, timeout: float) -> list[BackendEvent]:
         waitables: list[Any] = []
