@@ -50,9 +50,10 @@ def test_every_masker_round_trips_dict_and_yaml(name: str, tmp_path: Path) -> No
     config = ResearchAttentionConfig([typical(SHAPE, tmp_path)], dense_layers=[1], seed=3)
     data = config_to_dict(config)
     assert data is not None and data["masker_configs"][0]["type"] == name
-    assert config_from_dict(data) == config
+    loaded = config_from_dict(data)
+    assert loaded == config and loaded is not None
     assert config_from_yaml(config_to_yaml(config)) == config
-    assert config_from_dict(data).fingerprint() == config.fingerprint()
+    assert loaded.fingerprint() == config.fingerprint()
 
 
 def test_model_validate_from_plain_data() -> None:

@@ -109,9 +109,12 @@ def test_crop_drops_derived_entries() -> None:
     assert state.layer(1)["pages"].rows == 1  # only complete pages of 4 below position 6
     assert state.layer(1)["planes"] == "independent of the keys"
     calls = []
-    data = state.prefix(
-        0, "sig", 8, lambda start, stop: calls.append((start, stop)) or torch.zeros(stop - start, 1)
-    )
+
+    def compute(start: int, stop: int) -> torch.Tensor:
+        calls.append((start, stop))
+        return torch.zeros(stop - start, 1)
+
+    data = state.prefix(0, "sig", 8, compute)
     assert calls == [(6, 8)] and data.shape == (8, 1)
     state.crop(0)
     assert "sig" not in state.layer(0)
