@@ -108,7 +108,6 @@ class LongBench(Benchmark):
     all_datasets: ClassVar[list[str]] = [*TASKS, *EXTENDED]
     hub_id = "Xnhyacinth/LongBench"
     original_hub_id = "THUDM/LongBench"
-
     original_archive = "data.zip"
 
     def original_records(self, task: str) -> pd.DataFrame:
