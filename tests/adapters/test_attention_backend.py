@@ -88,3 +88,60 @@ def test_dense_function_on_a_cached_context_matches_one_pass(tiny_model: Any) ->
                 position_ids=torch.arange(30, 40)[None],
             ).logits
     torch.testing.assert_close(rest, reference[:, 30:], rtol=1e-5, atol=1e-5)
+
+
+def test_masks_our_function_receives_over_a_cached_context(
+    tiny_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Question prefill gets sdpa's boolean causal mask found under our name; decode gets None.
+
+    Without the mask function registered under `ATTENTION_NAME`, transformers hands the prefill
+    no mask at all and the question would attend to its own future tokens.
+    """
+    from transformers import DynamicCache
+
+    from sparse_attention_hub.adapters import attention_backend
+
+    seen: list[tuple[int, int, torch.Tensor | None]] = []
+    real = attention_backend.dense_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any, scaling: float) -> Any:
+        seen.append((q.shape[2], k.shape[2], mask))
+        return real(q, k, v, mask, scaling)
+
+    monkeypatch.setattr(attention_backend, "dense_attention", spy)
+    ids = torch.randint(
+        0, tiny_model.config.vocab_size, (1, 41), generator=torch.Generator().manual_seed(2)
+    )
+    layers = tiny_model.config.num_hidden_layers
+    with torch.no_grad():
+        cache = DynamicCache()
+        tiny_model(ids[:, :30], past_key_values=cache, use_cache=True)
+        assert seen == []  # the context prefill stays on the native implementation
+        with attention_mode(tiny_model, AttentionRun()):
+            tiny_model(
+                ids[:, 30:40], past_key_values=cache, position_ids=torch.arange(30, 40)[None]
+            )
+            tiny_model(ids[:, 40:], past_key_values=cache, position_ids=torch.tensor([[40]]))
+    assert len(seen) == 2 * layers
+    for q_len, k_len, mask in seen[:layers]:
+        assert (q_len, k_len) == (10, 40)
+        assert mask is not None and mask.dtype == torch.bool and mask.shape == (1, 1, 10, 40)
+        expected = torch.arange(40)[None, :] <= torch.arange(30, 40)[:, None]  # row i at 30 + i
+        assert torch.equal(mask[0, 0], expected)
+    assert all((q, k, m) == (1, 41, None) for q, k, m in seen[layers:])
+
+
+def test_a_model_that_cannot_switch_is_refused(
+    tiny_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers only warns and keeps the native attention; we must not run "sparse" dense."""
+    monkeypatch.setattr(
+        type(tiny_model), "_can_set_attn_implementation", classmethod(lambda cls: False)
+    )
+    with (
+        pytest.raises(NotImplementedError, match="cannot switch"),
+        attention_mode(tiny_model, AttentionRun()),
+    ):
+        pass
+    assert tiny_model.config._attn_implementation == "sdpa"

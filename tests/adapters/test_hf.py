@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -243,10 +244,83 @@ def test_bad_devices(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_close_frees_the_model(make_tiny_adapter: Callable[..., hf.ModelAdapterHF]) -> None:
-    adapter = make_tiny_adapter(model_kwargs={"dtype": torch.bfloat16})
-    assert adapter.describe()["dtype"] == "bfloat16"
+    adapter = make_tiny_adapter()
     assert isinstance(ask(adapter, QUESTIONS[:1], max_new_tokens=2)[0], str)
+    model = weakref.ref(adapter.model)
     adapter.close()
-    assert adapter.model is None
+    assert adapter.model is None and model() is None  # nothing else kept the weights alive
     with pytest.raises(RuntimeError, match="closed"):
         ask(adapter, QUESTIONS[:1])
+
+
+@pytest.mark.parametrize("kwarg", ["dtype", "torch_dtype"])
+def test_bf16_model_runs_sparse_attention_in_float32(
+    make_tiny_adapter: Callable[..., hf.ModelAdapterHF],
+    monkeypatch: pytest.MonkeyPatch,
+    kwarg: str,
+) -> None:
+    """Both dtype spellings load bf16; sparse calls return bf16 computed in float32.
+
+    Reference: the same streaming selection (4 sink + 16 local keys) in float64 from the call's
+    own bf16 q/k/v, rounded to bf16 once. bf16 softmax arithmetic would be off by many bf16 steps.
+    """
+    from sparse_attention_hub.adapters import attention_backend
+
+    calls: list[tuple[torch.Tensor, ...]] = []
+    real = attention_backend.sparse_attention_forward
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kw: Any) -> Any:
+        out = real(q, k, v, *args, **kw)
+        calls.append((q, k, v, out))
+        return out
+
+    monkeypatch.setattr(attention_backend, "sparse_attention_forward", spy)
+    adapter = make_tiny_adapter(model_kwargs={kwarg: "bfloat16"})
+    assert adapter.describe()["dtype"] == "bfloat16"
+    adapter.set_sparse_attention_config(STREAMING)
+    ask(adapter, QUESTIONS[:1], max_new_tokens=2)
+    adapter.close()
+    q, k, v, out = calls[0]  # question prefill, layer 0
+    assert q.dtype == k.dtype == v.dtype == out.dtype == torch.bfloat16
+    n_q, n_k = q.shape[2], k.shape[2]
+    rows = torch.arange(n_k - n_q, n_k)[:, None]
+    cols = torch.arange(n_k)[None, :]
+    keep = (cols <= rows) & ((cols < 4) | (cols > rows - 16))
+    kk, vv = (x.double().repeat_interleave(2, dim=1) for x in (k, v))  # GQA: 4 heads, 2 KV heads
+    logits = (q.double() @ kk.transpose(-1, -2)) / q.shape[-1] ** 0.5
+    ref = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1) @ vv
+    expected = ref.transpose(1, 2).to(torch.bfloat16).double()
+    ulp = expected.abs().clamp_min(2**-14) * 2**-7
+    assert ((out.double() - expected).abs() <= ulp).float().mean() > 0.99
+
+
+def test_inputs_follow_a_device_map(
+    make_tiny_adapter: Callable[..., hf.ModelAdapterHF], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a device_map, transformers places the model; inputs go where it put the embeddings."""
+    real_load = hf.load_model
+
+    def load_ignoring_device_map(source: Any, model_kwargs: Any) -> Any:
+        assert model_kwargs["device_map"] == "auto"
+        return real_load(source, {})  # the map would have placed everything on the CPU
+
+    monkeypatch.setattr(hf, "load_model", load_ignoring_device_map)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    adapter = make_tiny_adapter(device="cuda:0", model_kwargs={"device_map": "auto"})
+    monkeypatch.undo()
+    assert adapter.device == torch.device("cpu") and adapter.describe()["device"] == "cpu"
+    assert isinstance(ask(adapter, QUESTIONS[:1], max_new_tokens=2)[0], str)
+    adapter.close()
+
+
+def test_a_model_that_cannot_switch_attention_fails_at_construction(
+    make_tiny_adapter: Callable[..., hf.ModelAdapterHF], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import LlamaForCausalLM
+
+    monkeypatch.setattr(
+        LlamaForCausalLM, "_can_set_attn_implementation", classmethod(lambda cls: False)
+    )
+    with pytest.raises(NotImplementedError, match="cannot switch"):
+        make_tiny_adapter()

@@ -57,6 +57,13 @@ def attention_mode(model: Any, run: AttentionRun) -> Iterator[None]:
     token = _ACTIVE.set(run)
     try:
         model.set_attn_implementation(ATTENTION_NAME)
+        if model.config._attn_implementation != ATTENTION_NAME:
+            # transformers only logs a warning for a model class that cannot switch: every
+            # "sparse" answer would silently come from the native dense attention
+            raise NotImplementedError(
+                f"{type(model).__name__} cannot switch its attention implementation at run time "
+                "(its attention layers do not use transformers' AttentionInterface)"
+            )
         yield
     finally:
         model.set_attn_implementation(previous)

@@ -12,7 +12,6 @@ import gc
 import logging
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,6 +23,11 @@ from sparse_attention_hub.adapters.attention_backend import (
     register_attention,
 )
 from sparse_attention_hub.adapters.base import ModelAdapter, Request, RequestResponse
+from sparse_attention_hub.adapters.context_cache import (
+    PrefilledContext,
+    check_cache_layers,
+    new_cache,
+)
 from sparse_attention_hub.adapters.generation import (
     GenerationOptions,
     TokenChooser,
@@ -74,10 +78,15 @@ class ModelAdapterHF(ModelAdapter):
         register_attention()
         self._tokenizer = load_tokenizer(self.source, tokenizer_kwargs)
         model = load_model(self.source, model_kwargs)
-        if "device_map" not in model_kwargs:
+        if "device_map" in model_kwargs:
+            self.device = model.device  # placed by transformers: inputs go where the embeddings are
+        else:
             model = model.to(self.device)
         self.model: Any = model.eval().requires_grad_(False)
         self.native_attention = str(self.model.config._attn_implementation)
+        check_cache_layers(self.model.config)
+        with attention_mode(self.model, AttentionRun()):
+            pass  # a model that cannot switch attention fails here, not at its first question
         self.eos_ids = eos_token_ids(self.model.generation_config, self._tokenizer)
         self.sparse_attention_config: ResearchAttentionConfig | None = None
         self.set_sparse_attention_config(sparse_attention_config)
@@ -148,9 +157,7 @@ class ModelAdapterHF(ModelAdapter):
     # ----- one question --------------------------------------------------------------------
     def _prefill_context(self, ids: list[int]) -> PrefilledContext:
         """The dense, native-attention prefill of the context: run once per request."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache()
+        cache = new_cache()
         logits = self._forward(ids, cache, 0) if ids else None
         return PrefilledContext(cache, len(ids), logits)
 
@@ -250,7 +257,7 @@ class ModelAdapterHF(ModelAdapter):
         """Free the model's memory (the adapter cannot be used afterwards)."""
         self.model = None
         gc.collect()
-        if self.device.type == "cuda":
+        if torch.cuda.is_available():  # a device_map may have placed it on GPUs besides `device`
             torch.cuda.empty_cache()
 
 
@@ -293,18 +300,3 @@ def parse_request_kwargs(request_kwargs: Mapping[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"max_context_length must be an int >= 1 or None, got {value!r}")
     return int(value)
-
-
-@dataclass
-class PrefilledContext:
-    """The KV cache after the context prefill, its length, and its last-position logits."""
-
-    cache: Any  # transformers DynamicCache
-    length: int
-    last_logits: torch.Tensor | None  # None for an empty context
-
-    def rewind(self) -> None:
-        """Drop every position past the context (transformers' `crop` takes -n_to_remove)."""
-        excess = self.cache.get_seq_length() - self.length
-        if excess > 0:
-            self.cache.crop(-excess)
