@@ -208,3 +208,17 @@ def test_tiny_gguf_is_dequantised_once_then_loaded_from_cache(
         Request("some context", "a question?"), {"max_new_tokens": 3}, {}
     )
     assert isinstance(answer.responses, str)
+
+
+def test_leftovers_of_a_killed_builder_are_removed(tmp_path: Path) -> None:
+    leftover = tmp_path / ".entry.tmp-dead"
+    leftover.mkdir()
+    (leftover / "half").write_text("partial")
+    other = tmp_path / ".other.tmp-alive"  # another key's builder: not ours to touch
+    other.mkdir()
+
+    def build(out: Path) -> None:
+        (out / "w").write_text("w")
+
+    ensure_cached_dir("entry", build, tmp_path)
+    assert not leftover.exists() and other.is_dir()

@@ -89,3 +89,24 @@ def test_hub_source_goes_to_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", offline)
     with pytest.raises(ModelLoadError, match="org/model"):
         sources.load_model(resolve_model_source("org/model"))
+
+
+def test_loading_prints_no_progress_bar_and_restores_the_hook(
+    tiny_llama_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from transformers.utils import logging as hf_logging
+
+    def users_hook(factory: Any, args: Any, kwargs: Any) -> Any:
+        return factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(users_hook)
+    try:
+        capfd.readouterr()
+        sources.load_model(resolve_model_source(str(tiny_llama_dir)))
+        assert "Loading weights" not in capfd.readouterr().err
+        assert hf_logging.set_tqdm_hook(users_hook) is users_hook  # the user's hook is back
+        with pytest.raises(RuntimeError, match="inside"), sources.quiet_progress_bars():
+            raise RuntimeError("inside")
+        assert hf_logging.set_tqdm_hook(users_hook) is users_hook
+    finally:
+        hf_logging.set_tqdm_hook(previous)

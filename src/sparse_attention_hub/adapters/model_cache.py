@@ -94,6 +94,9 @@ def ensure_cached_dir(key: str, build: Callable[[Path], None], root: Path | None
     with FileLock(str(root / f"{key}.lock")):
         if final.is_dir():  # another process built it while we waited
             return final
+        # a builder killed mid-way leaves its temporary directory; holding the lock, we own them
+        for stale in root.glob(f".{key}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
         try:
             build(tmp)

@@ -11,7 +11,8 @@ import importlib.util
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -109,8 +110,10 @@ def load_model(source: ModelSource, model_kwargs: Mapping[str, Any] | None = Non
     from transformers import AutoModelForCausalLM
 
     location = loadable_location(source)
+    logger.info("loading model %s from %s", source.name, location)
     try:
-        return AutoModelForCausalLM.from_pretrained(location, **dict(model_kwargs or {}))
+        with quiet_progress_bars():
+            return AutoModelForCausalLM.from_pretrained(location, **dict(model_kwargs or {}))
     except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(
             f"could not load model {source.name!r} from {location}: {exc}"
@@ -128,6 +131,25 @@ def load_tokenizer(source: ModelSource, tokenizer_kwargs: Mapping[str, Any] | No
         raise ModelLoadError(
             f"could not load tokenizer of {source.name!r} from {location}: {exc}"
         ) from exc
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """No transformers progress bars inside the block (its "Loading weights" bar on every load).
+
+    Uses transformers' tqdm hook and puts the previous hook back afterwards; the global
+    enable/disable switch is left alone, so a user's own setting survives our loads.
+    """
+    from transformers.utils import logging as hf_logging
+
+    def no_bar(factory: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return hf_logging.EmptyTqdm(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(no_bar)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
 
 
 def gguf_cache_dir(gguf_path: Path) -> Path:
