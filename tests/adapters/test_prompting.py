@@ -141,3 +141,17 @@ def test_encode_request_truncates_context_only(chat_tokenizer: Any) -> None:
     assert cut.truncated_tokens == len(full.context_ids) - 40
     assert cut.context_ids == full.context_ids[:20] + full.context_ids[-20:]
     assert cut.question_ids == full.question_ids
+
+
+def test_separator_avoids_a_colliding_candidate(
+    chat_tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    first, second = "a" * 32, "b" * 32
+    candidates = iter([uuid.UUID(hex=first), uuid.UUID(hex=second)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(candidates))
+    context = f"a context that happens to contain {first}."
+    context_text, (question_text,) = split_prompt(chat_tokenizer, context, ["Q?"], "A:")
+    assert context_text.endswith(context) and question_text.startswith("Q?<|im_end|>")
+    assert second not in context_text + question_text
