@@ -214,3 +214,78 @@ def test_depth_positions_are_exact_floors(sentences: int, index: int, position: 
 def test_join_keys_phrasing() -> None:
     assert join_keys(["a"]) == "a"
     assert join_keys(["a", "b", "c", "d"]) == "a, b, c, and d"
+
+
+# The texts of specs/benchmarks.md §9, typed from the spec (not from the code).
+NIAH_SPEC = {
+    True: (
+        "A special magic {t} is hidden within the following text. Make sure to memorize it. "
+        "I will quiz you about the {t} afterwards.\n{haystack}\n",
+        "What is the special magic {t} for {query} mentioned in the provided text?",
+        "The special magic {t} for {query} mentioned in the provided text is",
+    ),
+    False: (
+        "Some special magic {t} are hidden within the following text. Make sure to memorize it. "
+        "I will quiz you about the {t} afterwards.\n{haystack}\n",
+        "What are all the special magic {t} for {query} mentioned in the provided text?",
+        "The special magic {t} for {query} mentioned in the provided text are",
+    ),
+}
+
+
+@pytest.mark.parametrize("task", list(NIAH_TASKS))
+def test_niah_texts_letter_by_letter(task: str, synthetic_rows: Rows) -> None:
+    config = NIAH_TASKS[task]
+    single = config.num_queries * config.num_values == 1
+    noun = config.value_kind.removesuffix("s") if single else config.value_kind
+    for row in synthetic_rows[task, 1024]:
+        fields = {"t": noun, "query": join_keys(query_keys(row["question"]))}
+        fields["haystack"] = haystack_of(row["context"])
+        context, question, prefix = (text.format(**fields) for text in NIAH_SPEC[single])
+        assert (row["context"], row["question"], row["answer_prefix"]) == (
+            context,
+            question,
+            prefix,
+        )
+        assert row["max_new_tokens"] == 128
+
+
+def test_vt_cwe_fwe_texts_letter_by_letter(synthetic_rows: Rows) -> None:
+    for row in synthetic_rows["vt", 1024]:
+        value = row["question"].split("the value ")[1].split(" ")[0]
+        haystack = row["context"].rsplit("in the following text.\n\n", 1)[1].removesuffix("\n")
+        assert row["context"].endswith(
+            "Memorize and track the chain(s) of variable assignment hidden in the following "
+            f"text.\n\n{haystack}\n"
+        )
+        assert row["question"] == (
+            f"Question: Find all variables that are assigned the value {value} in the text above."
+        )
+        assert row["answer_prefix"] == (
+            "Answer: According to the chain(s) of variable assignment in the text above, "
+            f"5 variables are assigned the value {value}, they are: "
+        )
+    for row in synthetic_rows["cwe", 1024]:
+        listing = row["context"].rsplit("appear most often.\n", 1)[1].removesuffix("\n")
+        assert row["context"].endswith(
+            "Below is a numbered list of words. In these words, some appear more often than "
+            f"others. Memorize the ones that appear most often.\n{listing}\n"
+        )
+        assert row["question"] == "Question: What are the 10 most common words in the above list?"
+        assert row["answer_prefix"] == (
+            "Answer: The top 10 words that appear most often in the list are:"
+        )
+    for row in synthetic_rows["fwe", 1024]:
+        text = row["context"].split("coded words. ", 1)[1].removesuffix("\n")
+        assert row["context"] == (
+            "Read the following coded text and track the frequency of each coded word. Find "
+            f"the three most frequently appeared coded words. {text}\n"
+        )
+        assert row["question"] == (
+            "Question: Do not provide any explanation. Please ignore the dots '....'. What are "
+            "the three most frequently appeared words in the above coded text?"
+        )
+        assert row["answer_prefix"] == (
+            "Answer: According to the coded text above, the three most frequently appeared "
+            "words are:"
+        )
