@@ -187,3 +187,22 @@ def test_magicpig_norms_and_codes_follow_a_recomputed_context_mean(transform: st
     for name, entry in state.layer(0).items():
         if isinstance(entry, KeyPrefix):
             assert torch.equal(entry.data, fresh_state.layer(0)[name].data), name
+
+
+def test_magicpig_any_growth_of_m_norm_rehashes() -> None:
+    # however small the growth, the codes and p follow the new M_norm exactly (as fresh)
+    config = MagicPigConfig(lsh_l=6, lsh_k=4, center=False)
+    generator = torch.Generator().manual_seed(8)
+    keys = torch.randn(1, 1, 21, DIM, generator=generator)
+    largest = keys[:, :, :20].norm(dim=-1).max()
+    keys[:, :, 20] *= largest * (1 + 4e-7) / keys[:, :, 20].norm()
+    assert keys[:, :, 20].norm() > largest
+    q = torch.randn(1, 2, 5, DIM, generator=generator)
+
+    state = SparseState()
+    prefill = inputs_for(q[:, :, :4], keys[:, :, :20], keys[:, :, :20], state=state)
+    config.add_mask(prefill, torch.zeros(prefill.allowed.shape))
+    decode = inputs_for(q[:, :, 4:], keys, keys, state=state)
+    grown = config.add_mask(decode, torch.zeros(decode.allowed.shape))
+    fresh = inputs_for(q[:, :, 4:], keys, keys)
+    assert torch.equal(grown, config.add_mask(fresh, torch.zeros(fresh.allowed.shape)))

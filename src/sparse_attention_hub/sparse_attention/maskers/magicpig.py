@@ -176,11 +176,7 @@ class MagicPigConfig(MaskerConfig):
         if self.transform == "mips":
             m_norm = norms.amax(dim=-2, keepdim=True).clamp_min(1e-30)
             stored = cache.get(norm_name)
-            if isinstance(stored, torch.Tensor) and bool(
-                torch.isclose(stored, m_norm, rtol=1e-6, atol=0.0).all()
-            ):
-                m_norm = stored
-            else:
+            if not (isinstance(stored, torch.Tensor) and torch.equal(stored, m_norm)):
                 cache.pop(codes_name, None)
                 cache[norm_name] = m_norm
 
