@@ -61,13 +61,19 @@ def fail(what: str, why: Any) -> None:
     raise SystemExit(f"FAIL {what}: {why}")
 
 
+def last_run_events(results: Path) -> list[dict[str, Any]]:
+    """events.jsonl of the latest run only (SMOKE_DIR may be reused)."""
+    events = read_events(results)
+    return [e for e in events if e["run_id"] == events[-1]["run_id"]] if events else []
+
+
 def jobs_of(results: Path, name: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(results.glob(f"*/*/*/{name}"))]
 
 
 def check_pinning(work: Path, gpus: list[int]) -> None:
     results = work / "pinning" / "results"
-    events = read_events(results)
+    events = last_run_events(results)
     want = Counter({f"cuda:{g}": WORKERS_PER_GPU for g in gpus})
     devices = Counter(e["device"] for e in events if e["event"] == "worker_started")
     if devices != want:
@@ -131,7 +137,7 @@ def check_real(work: Path, gpus: list[int]) -> None:
             fail("smollm2 device", f"{manifest['job_id']}: {manifest['device']}, adapter {seen}")
         if not isinstance(manifest["overall"], (int, float)):
             fail("smollm2 score", f"{manifest['job_id']}: overall {manifest['overall']!r}")
-    loads = [e for e in read_events(results) if e["event"] == "model_loaded"]
+    loads = [e for e in last_run_events(results) if e["event"] == "model_loaded"]
     summary = ", ".join(
         f"{m['sparse_config']} {m['overall']:.0f}/100 in {m['duration_s']:.1f}s on {m['device']}"
         for m in manifests

@@ -50,6 +50,7 @@ PASSED+=("environment: $("$PY" -c 'import torch; print(torch.__version__)') with
 echo "gpu_smoke: GPU(s) $GPUS, work dir $WORK"
 
 STEP="prepare"
+rm -rf "$WORK/pinning" "$WORK/real"  # a reused SMOKE_DIR starts afresh (the model cache stays)
 "$PY" benchmarks/gpu_smoke.py prepare "$WORK" --gpus "$GPUS"
 
 STEP="pinning + oom run"
