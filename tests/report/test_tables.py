@@ -74,3 +74,8 @@ def test_sah_report_prints_scores_and_kept_share(
     out = capsys.readouterr().out
     assert "60.00 (75%)" in out and "80.00 (100%)" in out
     assert len(pd.read_csv(tmp_path / "kept.csv")) == 5
+
+
+def test_unknown_baseline_is_an_error_not_a_blank_column(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"baseline 'dnese' .* available: \['dense', 'topk'\]"):
+        kept_table(write_results(tmp_path), baseline="dnese")

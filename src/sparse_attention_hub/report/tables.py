@@ -28,6 +28,11 @@ def kept_table(results: pd.DataFrame | str | Path, baseline: str = "dense") -> p
     table = table.merge(
         density.rename(columns={"value": "density"}), on=KEYS, how="left", validate="one_to_one"
     )
+    configs = sorted(set(table["sparse_config"]))
+    if configs and baseline not in configs:  # a typo would otherwise leave every `kept` blank
+        raise ConfigError(
+            f"baseline {baseline!r} is not a sparse config here; available: {configs}"
+        )
     base = table[table["sparse_config"] == baseline][["model", "benchmark", "subset", "score"]]
     table = table.merge(
         base.rename(columns={"score": "baseline_score"}),
