@@ -154,7 +154,11 @@ class Worker:
 
     # ----- data ---------------------------------------------------------------------------
     def _benchmark_for(self, job: Job, adapter: ModelAdapter) -> Benchmark:
-        """A benchmark instance whose samples are loaded once and then reused."""
+        """One benchmark instance per subset (per model if sized by it), reused across jobs.
+
+        `Benchmark.load_samples` keeps the rows it read, so reusing the instance is what makes
+        a subset load once per worker instead of once per job.
+        """
         cls = get_benchmark_class(job.benchmark)
         sized_by_model = cls.bind_adapter is not Benchmark.bind_adapter  # e.g. synthetic RULER
         key = canonical_json([job.benchmark, job.subset, job.data_path, job.options])
@@ -168,9 +172,7 @@ class Worker:
             job.benchmark, [job.subset], job.data_path, **job.options
         )
         benchmark.bind_adapter(adapter)
-        samples = benchmark.load_samples()
-        # run_benchmark asks for the samples on every job; serve this worker's copy instead.
-        benchmark.load_samples = lambda: samples.copy()  # type: ignore[method-assign]
+        benchmark.load_samples()  # read now (timed for the record); the instance keeps the rows
         self._benchmarks[key] = benchmark
         self.notify(
             "dataset_loaded",
