@@ -53,7 +53,9 @@ def test_alias_without_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_model_source("ghost")
 
 
-def test_adapter_fails_before_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adapter_fails_before_loading(
+    monkeypatch: pytest.MonkeyPatch, tiny_llama_dir: Path
+) -> None:
     from sparse_attention_hub.adapters import hf
 
     def forbidden(*args: Any, **kwargs: Any) -> None:
@@ -65,6 +67,8 @@ def test_adapter_fails_before_loading(monkeypatch: pytest.MonkeyPatch) -> None:
         hf.ModelAdapterHF("not-a-model")
     with pytest.raises(ConfigError, match="does not exist"):
         hf.ModelAdapterHF("/no/such/dir")
+    with pytest.raises(ConfigError, match="ResearchAttentionConfig"):
+        hf.ModelAdapterHF(str(tiny_llama_dir), {"masker_configs": []})  # type: ignore[arg-type]
 
 
 def test_hub_source_goes_to_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:

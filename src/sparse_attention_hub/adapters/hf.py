@@ -53,7 +53,8 @@ class ModelAdapterHF(ModelAdapter):
     """A transformers causal LM behind the `ModelAdapter` contract.
 
     `model_name`: hub id, local directory, `.gguf` file or alias (see `sources`). `model_kwargs` /
-    `tokenizer_kwargs` go to `from_pretrained` (copied). `device`: "cpu", "cuda", "cuda:N".
+    `tokenizer_kwargs` go to `from_pretrained` (copied). `device`: "cpu", "cuda", "cuda:N"; with a
+    `device_map` in `model_kwargs` transformers places the model and inputs follow its embeddings.
     `stats_options` go to `AttentionStats` (e.g. output-error flag, sampling) for sparse configs.
     """
 
@@ -70,6 +71,10 @@ class ModelAdapterHF(ModelAdapter):
         self.source = resolve_model_source(model_name)  # cheap: a bad name fails before loading
         self.device = parse_device(device)
         self.stats = make_stats(stats_options)
+        self.sparse_attention_config: ResearchAttentionConfig | None = None
+        self.set_sparse_attention_config(
+            sparse_attention_config
+        )  # a bad config fails before loading
         model_kwargs = dict(model_kwargs or {})
         if model_kwargs.get("attn_implementation") == ATTENTION_NAME:
             raise ConfigError(
@@ -88,8 +93,6 @@ class ModelAdapterHF(ModelAdapter):
         with attention_mode(self.model, AttentionRun()):
             pass  # a model that cannot switch attention fails here, not at its first question
         self.eos_ids = eos_token_ids(self.model.generation_config, self._tokenizer)
-        self.sparse_attention_config: ResearchAttentionConfig | None = None
-        self.set_sparse_attention_config(sparse_attention_config)
         logger.info(
             "loaded %s (%s) on %s, dtype %s",
             model_name,
