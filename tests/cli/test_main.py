@@ -117,7 +117,7 @@ def wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
 
 
 def test_ctrl_c_then_second_run_completes_exactly_the_missing_jobs(tmp_path: Path) -> None:
-    data = experiment(tmp_path, sparse=["a", "b", "c", "d"], delay_s=0.4)
+    data = experiment(tmp_path, sparse=["a", "b", "c", "d"], delay_s=0.25)
     exp = write_yaml(tmp_path / "exp.yaml", data)
     results = tmp_path / "results"
     first = sah("run", str(exp), "--no-progress", "--max-concurrent-runs", "1")
