@@ -9,6 +9,7 @@ loads it exactly like a user's checkpoint. transformers is imported inside fixtu
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,19 @@ from typing import Any
 import pytest
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in the test process, unless OMP_NUM_THREADS says otherwise.
+
+    The test models are tiny: a second thread gains little, while on a shared or busy CPU the
+    threads' spin-waiting is ruinous (measured on this 2-core box at load ~7: the SmolLM2 answer
+    test took 85 s with 2 threads, 9 s with 1). Worker processes set their own thread counts.
+    """
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
