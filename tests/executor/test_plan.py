@@ -54,12 +54,16 @@ def test_subsets_default_to_all(tmp_path: Path) -> None:
 def test_every_problem_reported_at_once_before_any_work(tmp_path: Path) -> None:
     spec = make_spec(
         tmp_path,
-        benchmarks=[{"name": "longbenchh"}, {"name": BENCH, "subsets": ["qasper", "nope"]}],
+        benchmarks=[
+            {"name": "longbenchh"},
+            {"name": BENCH, "subsets": ["qasper", "nope"], "data_path": str(tmp_path / "gone")},
+        ],
     )
     with pytest.raises(ConfigError) as info:
         plan(spec)
     message = str(info.value)
-    assert "2 problem(s)" in message
+    assert "3 problem(s)" in message
+    assert f"data_path {tmp_path / 'gone'} does not exist" in message
     assert "unknown benchmark 'longbenchh'" in message and "Did you mean 'longbench'" in message
     assert "'nope'" in message
     assert not (tmp_path / "results").exists()

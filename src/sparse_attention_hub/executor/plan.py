@@ -112,6 +112,8 @@ def plan(
     instances: dict[tuple[int, str], dict[str, Any]] = {}
     subsets_of: dict[int, list[str]] = {}
     for index, bench in enumerate(spec.benchmarks):
+        if bench.data_path is not None and not Path(bench.data_path).expanduser().exists():
+            problems.append(f"benchmark {bench.name!r}: data_path {bench.data_path} does not exist")
         try:
             cls = get_benchmark_class(bench.name)
             subsets_of[index] = list(bench.subsets or cls.all_datasets)
