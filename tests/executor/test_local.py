@@ -107,6 +107,10 @@ def test_records_written(matrix_run: tuple[Path, ExecutionResults]) -> None:
         make_spec(base, models=MODELS, sparse=SPARSE, delay_s=0.05)
     )
     assert again.ok and again.counts()["ran"] == 0
+    events = [e for e in read_events(result_dir) if e["run_id"] == again.run_id]
+    assert events and not [e for e in events if e["event"] == "worker_started"]
+    status = json.loads((result_dir / "status.json").read_text())  # this run's, not the last
+    assert status["run_id"] == again.run_id and status["counts"]["complete"] == 6
 
 
 def test_sigkilled_worker_is_replaced_and_its_job_resumes_on_retry(base: Path) -> None:

@@ -166,7 +166,7 @@ class BenchmarkExecutor:
         t0 = time.monotonic()
         try:
             with _sigterm_as_interrupt():
-                outcome = scheduler.run() if todo else scheduler.outcome
+                outcome = scheduler.run()
             results = ExecutionResults(
                 result_dir=base,
                 records=[outcome.records.get(j.job_id) or _unrun_record(j) for j in jobs],

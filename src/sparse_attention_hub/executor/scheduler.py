@@ -95,6 +95,9 @@ class Scheduler:
 
     # ----- main loop -----------------------------------------------------------------------
     def run(self) -> Outcome:
+        if not self.queue:  # nothing to do: start no worker, but say so in status.json
+            self._publish(force=True)
+            return self.outcome
         drained = False  # only a loop that ran out of work may end its workers politely
         try:
             self.backend.start()
