@@ -16,7 +16,6 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -73,7 +72,7 @@ class LocalBackend:
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
             target=worker_main,
-            args=(child_conn, slot.worker, slot.device, self.cpu_threads, self.gpu_memory_fraction),
+            args=(child_conn, slot.worker, slot.device, self.gpu_memory_fraction),
             name=f"sah-worker-{slot.worker}",
             daemon=True,
         )
@@ -192,10 +191,9 @@ def worker_main(
     conn: Connection,
     worker_id: int,
     device: str,
-    cpu_threads: int,
     gpu_memory_fraction: float | None,
 ) -> None:
-    """The worker process (already pinned by its environment): run jobs until told to stop."""
+    """The worker process (pinned, and its threads counted, by the environment it started with)."""
     pinned = device.startswith("cuda:")
     local_device = "cuda:0" if pinned else "cpu"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how Ctrl-C ends a job
@@ -203,8 +201,6 @@ def worker_main(
         level=logging.WARNING, format=f"[worker {worker_id}] %(levelname)s %(name)s: %(message)s"
     )
     _exit_with_parent()
-    if not pinned and "torch" in sys.modules:  # imported before the thread variables counted
-        sys.modules["torch"].set_num_threads(cpu_threads)
     if pinned and gpu_memory_fraction is not None:
         import torch
 
