@@ -198,7 +198,7 @@ def test_job_past_its_timeout_is_killed_and_recorded(base: Path) -> None:
 @pytest.mark.parametrize(
     ("exc", "category", "attempts"),
     [
-        ("sparse_attention_hub.errors.DatasetLoadError", "dataset", 2),
+        ("torch.OutOfMemoryError", "cuda_oom", 2),  # the class decides: the message says nothing
         ("sparse_attention_hub.errors.ConfigError", "config", 1),  # deterministic: no retry
     ],
 )
@@ -215,6 +215,8 @@ def test_raised_errors_are_categorised_with_traceback(
     assert "Traceback" in (job_dir / "error.txt").read_text()
     failure = json.loads((job_dir / "failure.json").read_text())
     assert failure["exc_type"] == exc and len(failure["attempts"]) == attempts
+    # after a CUDA OOM the worker drops its model, so the retry loads it again (same process)
+    assert [len(models) for models in loads_by_pid(base).values()] == [attempts]
 
 
 def test_gpu_slot_pins_its_device_before_torch_starts(
