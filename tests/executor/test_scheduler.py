@@ -168,3 +168,17 @@ def test_stale_job_rerun_resets_once_and_retries_from_its_new_partial_state(
     assert [a for _, _, a in backend.log] == [1, 2]
     assert outcome.records[job.job_id].state == "complete"
     assert not (job.result_dir / "manifest.json").exists()  # the old one went (fake writes none)
+
+
+def test_slots_spread_round_robin_with_several_workers_per_gpu() -> None:
+    from sparse_attention_hub.executor.backends import slot_layout
+
+    assert [s.device for s in slot_layout([2, 5], 5)] == [
+        "cuda:2",
+        "cuda:5",
+        "cuda:2",
+        "cuda:5",
+        "cuda:2",
+    ]
+    assert [s.device for s in slot_layout([], 3)] == ["cpu"] * 3
+    assert [s.worker for s in slot_layout([0], 2)] == [0, 1]
