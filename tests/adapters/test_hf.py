@@ -102,6 +102,22 @@ def test_kv_reuse_equals_full_reprefill_and_context_runs_once(adapter: hf.ModelA
     )  # no EOS from this model: prefill + 5 decode steps each
 
 
+def test_each_answer_is_reported_as_soon_as_it_exists(adapter: hf.ModelAdapterHF) -> None:
+    reported: list[tuple[int, str, int, Any]] = []
+    with forward_inputs(adapter) as seen:
+
+        def on_answer(index: int, answer: str, info: Any) -> None:
+            reported.append((index, answer, len(seen), dict(info)))
+
+        request = Request(CONTEXT, QUESTIONS, PREFIX)
+        response = adapter.process_request(request, {"max_new_tokens": 6}, {}, on_answer)
+    answers = response.response_list()
+    assert [(i, a) for i, a, _, _ in reported] == list(enumerate(answers))
+    # question k is reported after the context prefill and its own 6 forwards, before the next
+    assert [n for _, _, n, _ in reported] == [1 + 6 * (k + 1) for k in range(len(QUESTIONS))]
+    assert all(info == response.info for *_, info in reported)
+
+
 @pytest.mark.parametrize(
     "config", [None, STREAMING, SAMPLING], ids=["dense", "streaming", "sampling"]
 )

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pandas as pd
 import pytest
 
-from sparse_attention_hub.adapters.base import Request, RequestResponse
+from sparse_attention_hub.adapters.base import AnswerCallback, Request, RequestResponse
 from sparse_attention_hub.adapters.scripted import ScriptedAdapter
 from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
 from sparse_attention_hub.benchmark.loading import normalise_rows
@@ -79,10 +79,11 @@ class FailingAdapter(ScriptedAdapter):
         request: Request,
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
+        on_answer: AnswerCallback | None = None,
     ) -> RequestResponse:
         if len(self.calls) >= self.fail_after:
             raise RuntimeError("GPU fell over")
-        return super().process_request(request, generation_kwargs, request_kwargs)
+        return super().process_request(request, generation_kwargs, request_kwargs, on_answer)
 
 
 def test_requests_are_grouped_in_first_appearance_order(tmp_path: Path) -> None:
@@ -198,6 +199,21 @@ def test_interrupted_run_resumes_without_redoing_finished_samples(tmp_path: Path
     again = ScriptedAdapter(answers=right_answers())
     assert ToyBenchmark(["alpha"]).run_benchmark(again, tmp_path) == metrics
     assert again.calls == []
+
+
+def test_a_crash_mid_request_keeps_the_answers_already_given(tmp_path: Path) -> None:
+    def answer(context: str, question: str) -> str:
+        if question == "q-a6":  # the second question of context Z: the first is already saved
+            raise RuntimeError("killed mid-request")
+        return "r5"
+
+    with pytest.raises(RuntimeError, match="killed mid-request"):
+        ToyBenchmark(["alpha"]).run_benchmark(ScriptedAdapter(answer_fn=answer), tmp_path)
+    assert ("alpha", "a5") in read_predictions(tmp_path / "predictions.jsonl")
+
+    adapter = ScriptedAdapter(answers=right_answers())
+    ToyBenchmark(["alpha"]).run_benchmark(adapter, tmp_path)
+    assert [c["question_ids"] for c in adapter.calls] == [["a6"]]
 
 
 def test_a_torn_last_prediction_is_redone_only_for_its_sample(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,10 @@ class RequestResponse:
         return [self.responses] if isinstance(self.responses, str) else list(self.responses)
 
 
+AnswerCallback = Callable[[int, str, Mapping[str, Any]], None]
+"""`on_answer(question_index, answer, request_info)`: called as each question finishes."""
+
+
 class ModelAdapter(ABC):
     """What a benchmark needs from a model; the executor swaps sparse configs through it."""
 
@@ -59,8 +63,13 @@ class ModelAdapter(ABC):
         request: Request,
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
+        on_answer: AnswerCallback | None = None,
     ) -> RequestResponse:
-        """Answer every question of `request` from a context prefilled once."""
+        """Answer every question of `request` from a context prefilled once.
+
+        `on_answer`, when given, is called with each answer as soon as it exists, so a benchmark
+        can save it before the next question runs (a crash then loses at most one answer).
+        """
 
     def set_sparse_attention_config(self, config: Any) -> None:
         """Switch the sparse-attention config (None = dense) without reloading weights."""

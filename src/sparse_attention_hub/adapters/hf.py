@@ -22,7 +22,12 @@ from sparse_attention_hub.adapters.attention_backend import (
     attention_mode,
     register_attention,
 )
-from sparse_attention_hub.adapters.base import ModelAdapter, Request, RequestResponse
+from sparse_attention_hub.adapters.base import (
+    AnswerCallback,
+    ModelAdapter,
+    Request,
+    RequestResponse,
+)
 from sparse_attention_hub.adapters.context_cache import (
     PrefilledContext,
     check_cache_layers,
@@ -119,6 +124,7 @@ class ModelAdapterHF(ModelAdapter):
         request: Request,
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
+        on_answer: AnswerCallback | None = None,
     ) -> RequestResponse:
         """Prefill the context once (dense), then answer each question from the cropped cache."""
         if self.model is None:
@@ -134,6 +140,10 @@ class ModelAdapterHF(ModelAdapter):
                 "empty prompt: the request has no context tokens and an empty question"
             )
         stats = self._active_stats()
+        info = {
+            "truncated_tokens": encoded.truncated_tokens,
+            "context_tokens": len(encoded.context_ids),
+        }
         answers: list[str] = []
         with torch.inference_mode():
             context = self._prefill_context(encoded.context_ids)
@@ -149,12 +159,10 @@ class ModelAdapterHF(ModelAdapter):
                     state.begin_question(question_id, 0)
                 run = AttentionRun(self.sparse_attention_config, state, stats)
                 answers.append(self._answer(ids, context, options, run, question_id, index))
-        if stats is not None:
-            stats.flush()
-        info = {
-            "truncated_tokens": encoded.truncated_tokens,
-            "context_tokens": len(encoded.context_ids),
-        }
+                if stats is not None:
+                    stats.flush()
+                if on_answer is not None:
+                    on_answer(index, answers[-1], info)
         return RequestResponse(answers[0] if isinstance(request.questions, str) else answers, info)
 
     # ----- one question --------------------------------------------------------------------

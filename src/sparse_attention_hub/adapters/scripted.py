@@ -10,7 +10,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sparse_attention_hub.adapters.base import ModelAdapter, Request, RequestResponse
+from sparse_attention_hub.adapters.base import (
+    AnswerCallback,
+    ModelAdapter,
+    Request,
+    RequestResponse,
+)
 
 AnswerFn = Callable[[str, str], str]
 
@@ -42,6 +47,7 @@ class ScriptedAdapter(ModelAdapter):
         request: Request,
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
+        on_answer: AnswerCallback | None = None,
     ) -> RequestResponse:
         self.calls.append(
             {
@@ -55,7 +61,11 @@ class ScriptedAdapter(ModelAdapter):
         )
         if self.delay_s:
             time.sleep(self.delay_s)
-        answers = [self._answer(request.context, q) for q in request.question_list()]
+        answers = []
+        for index, question in enumerate(request.question_list()):
+            answers.append(self._answer(request.context, question))
+            if on_answer is not None:
+                on_answer(index, answers[-1], {})
         return RequestResponse(answers[0] if isinstance(request.questions, str) else answers)
 
     def _answer(self, context: str, question: str) -> str:

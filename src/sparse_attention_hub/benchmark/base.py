@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -172,11 +172,14 @@ class Benchmark(ABC):
         adapter.start_statistics(result_path / "attention_stats.jsonl")
         for group in todo:
             pending = [i for i in group.row_indices if keys[i] not in done]
-            records = self._run_group(
-                adapter, samples.loc[pending], group, generation_kwargs, request_kwargs
+            self._run_group(
+                adapter,
+                samples.loc[pending],
+                group,
+                generation_kwargs,
+                request_kwargs,
+                lambda record: self._save(predictions_file, done, record),
             )
-            append_predictions(predictions_file, records)
-            done.update({prediction_key(r["subset"], r["sample_id"]): r for r in records})
 
         results = selected.copy()
         results["prediction"] = [done[keys[i]]["prediction"] for i in results.index]
@@ -201,8 +204,9 @@ class Benchmark(ABC):
         group: RequestGroup,
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
-    ) -> list[dict[str, Any]]:
-        """One request for the still-missing questions of a group; one record per question."""
+        save: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """One request for the still-missing questions of a group; each answer saved as it comes."""
         ids = [str(v) for v in rows["sample_id"]]
         request = Request(
             context=group.context,
@@ -215,19 +219,29 @@ class Benchmark(ABC):
         kwargs["max_new_tokens"] = (
             group.max_new_tokens if user_cap is None else min(int(user_cap), group.max_new_tokens)
         )
-        response = adapter.process_request(request, kwargs, request_kwargs)
+        saved: set[int] = set()
+
+        def record(index: int, answer: str, info: Mapping[str, Any]) -> None:
+            entry = {"subset": group.subset, "sample_id": ids[index], "prediction": answer}
+            if info.get("truncated_tokens") is not None:
+                entry["truncated_tokens"] = info["truncated_tokens"]
+            save(entry)
+            saved.add(index)
+
+        response = adapter.process_request(request, kwargs, request_kwargs, record)
         answers = response.response_list()
         if len(answers) != len(ids):
             raise RuntimeError(f"adapter returned {len(answers)} answers for {len(ids)} questions")
-        records = [
-            {"subset": group.subset, "sample_id": sid, "prediction": answer}
-            for sid, answer in zip(ids, answers, strict=True)
-        ]
-        truncated = response.info.get("truncated_tokens")
-        if truncated is not None:
-            for record in records:
-                record["truncated_tokens"] = truncated
-        return records
+        for index, answer in enumerate(answers):  # adapters that did not report as they went
+            if index not in saved:
+                record(index, answer, response.info)
+
+    @staticmethod
+    def _save(
+        path: Path, done: dict[tuple[str, str], dict[str, Any]], record: dict[str, Any]
+    ) -> None:
+        append_predictions(path, [record])
+        done[prediction_key(record["subset"], record["sample_id"])] = record
 
     def extra_outputs(self, scored: pd.DataFrame) -> dict[str, Any]:
         """Extra JSON files for the result directory, by file name (ZeroSCROLLS leaderboards).

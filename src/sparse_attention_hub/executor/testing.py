@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sparse_attention_hub.adapters.base import Request, RequestResponse
+from sparse_attention_hub.adapters.base import AnswerCallback, Request, RequestResponse
 from sparse_attention_hub.adapters.scripted import ScriptedAdapter
 
 EXECUTIONS_LOG = "executions.log"
@@ -83,6 +83,7 @@ class FaultAdapter(ScriptedAdapter):
         request: Request,
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
+        on_answer: AnswerCallback | None = None,
     ) -> RequestResponse:
         self.requests += 1
         action = self.rule.get("action")
