@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import metadata
 
 TRACKED = (
@@ -21,6 +22,12 @@ TRACKED = (
 
 
 def package_versions() -> dict[str, str | None]:
+    """A fresh copy each call (callers may add to it); the look-up itself runs once a process."""
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in TRACKED:
         try:
