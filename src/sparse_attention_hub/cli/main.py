@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("result_dir", type=Path)
     report.add_argument("--baseline", default="dense", help="sparse config name to compare against")
     report.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
+    report.add_argument(
+        "--plot", type=Path, default=None, help="also plot score kept vs density (e.g. kept.png)"
+    )
 
     listing = commands.add_parser("list", help="list benchmarks or sparse-attention presets")
     listing.add_argument("what", choices=["benchmarks", "presets"])
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return cmd_status(args.result_dir)
         if args.command == "report":
-            return cmd_report(args.result_dir, args.baseline, args.csv)
+            return cmd_report(args.result_dir, args.baseline, args.csv, args.plot)
         return cmd_list(args.what)
     except ConfigError as exc:
         Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
@@ -192,8 +195,10 @@ def cmd_status(result_dir: Path) -> int:
     return EXIT_OK
 
 
-def cmd_report(result_dir: Path, baseline: str, csv_path: Path | None) -> int:
-    from sparse_attention_hub.report import kept_table, pivot_scores
+def cmd_report(
+    result_dir: Path, baseline: str, csv_path: Path | None, plot_path: Path | None
+) -> int:
+    from sparse_attention_hub.report import kept_table, pivot_scores, plot_kept_vs_density
 
     table = kept_table(result_dir, baseline)
     if csv_path is not None:
@@ -211,6 +216,8 @@ def cmd_report(result_dir: Path, baseline: str, csv_path: Path | None) -> int:
         view.add_row("density", *[_number(density.get((model, c))) for c in configs])
         console.print(view)
     say(f"score 0-100; in brackets the share of the {baseline!r} score kept on the same subset")
+    if plot_path is not None:
+        say(f"plot: {plot_kept_vs_density(table, plot_path, baseline)}")
     return EXIT_OK
 
 
