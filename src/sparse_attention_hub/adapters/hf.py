@@ -9,6 +9,7 @@ config). Changing the sparse config swaps an attribute; weights are never reload
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import numbers
 from collections.abc import Mapping
@@ -94,6 +95,7 @@ class ModelAdapterHF(ModelAdapter):
             model = model.to(self.device)
         self.model: Any = model.eval().requires_grad_(False)
         self.native_attention = str(self.model.config._attn_implementation)
+        self._cache_kwarg = cache_kwarg(self.model)
         check_cache_layers(self.model.config)
         with attention_mode(self.model, AttentionRun()):
             pass  # a model that cannot switch attention fails here, not at its first question
@@ -216,9 +218,9 @@ class ModelAdapterHF(ModelAdapter):
         output = self.model(
             input_ids=input_ids,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self._cache_kwarg: cache},
         )
         return output.logits[0, -1]
 
@@ -270,6 +272,13 @@ class ModelAdapterHF(ModelAdapter):
         gc.collect()
         if torch.cuda.is_available():  # a device_map may have placed it on GPUs besides `device`
             torch.cuda.empty_cache()
+
+
+def cache_kwarg(model: Any) -> str:
+    """The forward's name for the KV cache: `cache` from transformers 5.24 (`past_key_values`
+    before, deprecated since and removed in 5.40)."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def make_stats(options: Mapping[str, Any] | None) -> AttentionStats:
