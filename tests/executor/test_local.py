@@ -163,7 +163,7 @@ def test_sigterm_ends_the_run_like_ctrl_c(base: Path) -> None:
         signal.signal(signal.SIGTERM, previous)
     assert results.interrupted and not late
     done = [r for r in results.records if r.state == "complete"]
-    assert 1 <= len(done) < 4 and all(r.ran for r in done)
+    assert 0 < len(done) < 4 and all(r.ran for r in done)
     assert [r.state for r in results.records if r not in done] == ["pending"] * (4 - len(done))
     assert [j.state for j in plan(spec)].count(JobState.COMPLETE) == len(done)
     for event in read_events(result_dir):
