@@ -22,7 +22,7 @@ import pandas as pd
 from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
-from sparse_attention_hub.benchmark.scorers import parse_literal_dict
+from sparse_attention_hub.benchmark.scorers import parse_literal_dict, rouge_scores
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ def _bleu(reference: list[str], hypothesis: list[str], weights: tuple[float, ...
 
 
 def _rouge_recalls(hypothesis: str, reference: str) -> dict[str, float]:
-    from rouge import Rouge
-
-    scores = Rouge().get_scores(hyps=[hypothesis], refs=[reference])[0]
+    scores = rouge_scores(hypothesis, reference)
     return {name: float(scores[key]["r"]) for name, key in _ROUGE_KEYS.items()}
 
 

@@ -98,27 +98,42 @@ class _RougeCall(threading.Thread):
         super().__init__(name="rouge-l", daemon=True)
         self.texts = ([prediction], [ground_truth])
         self.nested = nested
-        self.score = 0.0
+        self.scores: dict[str, dict[str, float]] = {}
+        self.error: Exception | None = None
 
     def run(self) -> None:
         from rouge import Rouge
 
         rouge = Rouge()
         try:
-            scores = self._nested(rouge) if self.nested else rouge.get_scores(*self.texts, avg=True)
-        except Exception:  # the reference scorers count every failure of the package as 0
-            return
-        self.score = float(scores["rouge-l"]["f"])
+            self.scores = (
+                self._nested(rouge) if self.nested else rouge.get_scores(*self.texts, avg=True)
+            )
+        except Exception as exc:  # handed to the calling thread
+            self.error = exc
 
     def _nested(self, rouge: Any) -> Any:
         return rouge.get_scores(*self.texts, avg=True)
 
 
-def _run_rouge(prediction: str, ground_truth: str, nested: bool) -> float:
+def rouge_scores(
+    prediction: str, ground_truth: str, *, nested: bool = False
+) -> dict[str, dict[str, float]]:
+    """Every score of `rouge` 1.0.1 (`{"rouge-1"|"rouge-2"|"rouge-l": {"f", "p", "r"}}`), computed
+    at a fixed stack depth (`_RougeCall`); raises whatever the package raises."""
     call = _RougeCall(prediction, ground_truth, nested)
     call.start()
     call.join()
-    return call.score
+    if call.error is not None:
+        raise call.error
+    return call.scores
+
+
+def _run_rouge(prediction: str, ground_truth: str, nested: bool) -> float:
+    try:
+        return float(rouge_scores(prediction, ground_truth, nested=nested)["rouge-l"]["f"])
+    except Exception:  # the reference scorers count every failure of the package as 0
+        return 0.0
 
 
 def rouge_l(prediction: str, ground_truth: str) -> float:
