@@ -19,10 +19,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from sparse_attention_hub.files import sha256_of_file, write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "SAH_CACHE_DIR"
-_CHUNK = 1 << 20
 
 
 def cache_root() -> Path:
@@ -34,15 +35,6 @@ def cache_root() -> Path:
         else Path.home() / ".cache" / "sparse_attention_hub" / "models"
     )
     return root
-
-
-def sha256_of_file(path: Path) -> str:
-    """SHA-256 of a file read in 1 MiB chunks (never the whole file in memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_sha256(path: str | Path, root: Path | None = None) -> str:
@@ -75,7 +67,7 @@ def file_sha256(path: str | Path, root: Path | None = None) -> str:
         "mtime_ns": stat.st_mtime_ns,
         "sha256": digest,
     }
-    _write_text_atomic(index, json.dumps(record))
+    write_text_atomic(index, json.dumps(record))
     return digest
 
 
@@ -107,16 +99,3 @@ def ensure_cached_dir(key: str, build: Callable[[Path], None], root: Path | None
             raise
     logger.info("cached model entry %s", final)
     return final
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+# Re-exported: the benchmark and executor layers write their JSON through this module.
+from sparse_attention_hub.files import write_json_atomic as write_json_atomic
+from sparse_attention_hub.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -31,25 +34,6 @@ TEXT_COLUMNS = (
 def is_score_column(name: str) -> bool:
     """Per-sample scores: numbers even when some (or all) cells are blank."""
     return name == "score" or name.startswith("score_")
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 PredictionKey = tuple[str, str]

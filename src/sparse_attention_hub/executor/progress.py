@@ -6,8 +6,6 @@ The scheduler hands a status snapshot after every change; this module only write
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,17 +16,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sparse_attention_hub.executor.worker import now_iso
+from sparse_attention_hub.files import write_json_atomic
 
 EVENTS = "events.jsonl"
 STATUS = "status.json"
-
-
-def write_json_quick(path: Path, payload: Any) -> None:
-    """Temp file + rename (readers never see half a file); no fsync: it is rewritten often."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 class RunRecorder:
@@ -63,8 +54,10 @@ class RunRecorder:
             self._display.update(snapshot)
         now = time.monotonic()
         if force or now - self._last_write >= self.min_interval_s:
-            write_json_quick(
-                self.base / STATUS, {"run_id": self.run_id, "updated_at": now_iso(), **snapshot}
+            write_json_atomic(
+                self.base / STATUS,
+                {"run_id": self.run_id, "updated_at": now_iso(), **snapshot},
+                durable=False,  # rewritten several times a second: no fsync
             )
             self._last_write = now
 

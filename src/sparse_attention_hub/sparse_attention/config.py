@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.files import sha256_of_file
 from sparse_attention_hub.sparse_attention.budget import NonNegativeInt
 from sparse_attention_hub.sparse_attention.maskers import (
     AdaptiveSamplingConfig,
@@ -115,11 +116,7 @@ def file_sha256(path: str) -> str:
     """SHA-256 of a file's bytes; a missing file is a ConfigError naming it."""
     if not os.path.isfile(path):
         raise ConfigError(f"referenced file {path!r} does not exist")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of_file(path)
 
 
 def _sha256_json(payload: Any) -> str:
