@@ -45,3 +45,13 @@ def sha256_of_file(path: str | Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+CACHE_ENV = "SAH_CACHE_DIR"
+
+
+def cache_dir(kind: str) -> Path:
+    """`$SAH_CACHE_DIR/<kind>`, else `~/.cache/sparse_attention_hub/<kind>` (models, rows...)."""
+    base = os.environ.get(CACHE_ENV)
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "sparse_attention_hub"
+    return root / kind

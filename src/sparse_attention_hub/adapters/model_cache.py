@@ -19,22 +19,14 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from sparse_attention_hub.files import sha256_of_file, write_text_atomic
+from sparse_attention_hub.files import cache_dir, sha256_of_file, write_text_atomic
 
 logger = logging.getLogger(__name__)
-
-CACHE_ENV = "SAH_CACHE_DIR"
 
 
 def cache_root() -> Path:
     """`$SAH_CACHE_DIR/models`, else `~/.cache/sparse_attention_hub/models`."""
-    base = os.environ.get(CACHE_ENV)
-    root = (
-        Path(base).expanduser() / "models"
-        if base
-        else Path.home() / ".cache" / "sparse_attention_hub" / "models"
-    )
-    return root
+    return cache_dir("models")
 
 
 def file_sha256(path: str | Path, root: Path | None = None) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,16 +32,14 @@ from sparse_attention_hub.benchmark.synthetic.resources import CHECKSUMS
 from sparse_attention_hub.benchmark.synthetic.sizing import tokenizer_fingerprint
 from sparse_attention_hub.benchmark.synthetic.tasks import TASKS
 from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.files import cache_dir
 
 logger = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
     """`$SAH_CACHE_DIR/ruler_synthetic`, else `~/.cache/sparse_attention_hub/ruler_synthetic`."""
-    root = os.environ.get("SAH_CACHE_DIR")
-    if root:
-        return Path(root) / "ruler_synthetic"
-    return Path.home() / ".cache" / "sparse_attention_hub" / "ruler_synthetic"
+    return cache_dir("ruler_synthetic")
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
