@@ -44,3 +44,14 @@ def test_recorder_appends_events_and_replaces_status_whole(tmp_path: Path) -> No
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     (event,) = [json.loads(line) for line in (tmp_path / "events.jsonl").open()]
     assert (event["event"], event["job_id"], event["run_id"]) == ("job_started", "a", "run1")
+
+
+def test_first_status_is_written_whatever_the_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine booted seconds ago has a small monotonic clock; the first status must not be throttled.
+    monkeypatch.setattr("sparse_attention_hub.executor.progress.time.monotonic", lambda: 5.0)
+    recorder = RunRecorder(tmp_path, "run1", min_interval_s=3600)
+    recorder.status({"counts": {"complete": 0}})
+    assert json.loads((tmp_path / "status.json").read_text())["counts"] == {"complete": 0}
+    recorder.close()

@@ -33,7 +33,7 @@ class RunRecorder:
         self.min_interval_s = min_interval_s
         base.mkdir(parents=True, exist_ok=True)
         self._events = open(base / EVENTS, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._last_write = 0.0
+        self._last_write: float | None = None  # None: the first status is always written
         self._snapshot: dict[str, Any] = {}
         self._display = ProgressDisplay() if display else None
 
@@ -53,7 +53,7 @@ class RunRecorder:
         if self._display is not None:
             self._display.update(snapshot)
         now = time.monotonic()
-        if force or now - self._last_write >= self.min_interval_s:
+        if force or self._last_write is None or now - self._last_write >= self.min_interval_s:
             write_json_atomic(
                 self.base / STATUS,
                 {"run_id": self.run_id, "updated_at": now_iso(), **snapshot},
