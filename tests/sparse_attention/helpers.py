@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hypothesis import strategies as st
-from safetensors.torch import save_file
 
-from sparse_attention_hub.sparse_attention import (
-    AdaptiveSamplingConfig,
-    DoubleSparsityTopKConfig,
-    HashAttentionTopKConfig,
-    LocalMaskerConfig,
-    MagicPigConfig,
-    MaskerConfig,
-    MaskInputs,
-    OracleTopKConfig,
-    OracleTopPConfig,
-    QuestTopKConfig,
-    RandomSamplingConfig,
-    SinkMaskerConfig,
-    SparseState,
-)
+from sparse_attention_hub.sparse_attention import MASKERS, MaskerConfig, MaskInputs, SparseState
 
 
 @dataclass(frozen=True)
@@ -88,95 +71,23 @@ def empty_mask(inputs: MaskInputs) -> torch.Tensor:
     return torch.zeros(inputs.allowed.shape, dtype=torch.float32)
 
 
-def write_hat_weights(
-    directory: Path,
-    heads: int,
-    dim: int,
-    layers: int = 2,
-    hidden: int = 8,
-    bits: int = 16,
-    seed: int = 1,
-) -> str:
-    """A random HashAttention weight file for `layers` model layers (2-layer MLPs)."""
-    generator = torch.Generator().manual_seed(seed)
-    tensors = {}
-    for layer in range(layers):
-        for role in ("query", "key"):
-            for j, (d_in, d_out) in enumerate([(dim, hidden), (hidden, bits)]):
-                prefix = f"layers.{layer}.{role}.{j}"
-                tensors[f"{prefix}.weight"] = torch.randn(heads, d_in, d_out, generator=generator)
-                tensors[f"{prefix}.bias"] = torch.randn(heads, d_out, generator=generator) * 0.1
-    path = directory / f"hat-{uuid.uuid4().hex}.safetensors"
-    save_file(tensors, str(path))
-    return str(path)
-
-
-def write_channels(directory: Path, heads: int, dim: int, layers: int = 2, seed: int = 0) -> str:
-    """A random Double Sparsity channel file (`qk_proj`) for `layers` model layers."""
-    generator = torch.Generator().manual_seed(seed)
-    table = {
-        f"model.layers.{layer}.self_attn.qk_proj": [
-            torch.randperm(dim, generator=generator).tolist() for _ in range(heads)
-        ]
-        for layer in range(layers)
-    }
-    path = directory / f"channels-{uuid.uuid4().hex}.json"
-    path.write_text(json.dumps(table))
-    return str(path)
-
-
 HAT_KW = {"hat_mlp_layers": 2, "hat_mlp_hidden_size": 8, "hat_bits": 16}
 
 ExampleFactory = Callable[[Shape, Path], MaskerConfig]
 
-# For every registered masker: a typical config, and a full-budget config (None where the
-# method has no setting that selects every key with p = 1, e.g. MagicPIG's p < 1).
-EXAMPLES: dict[str, tuple[ExampleFactory, ExampleFactory | None]] = {
-    "sink": (
-        lambda s, d: SinkMaskerConfig(sink_size=2),
-        lambda s, d: SinkMaskerConfig(sink_size=1.0),
-    ),
-    "local": (
-        lambda s, d: LocalMaskerConfig(window_size=3),
-        lambda s, d: LocalMaskerConfig(window_size=1.0),
-    ),
-    "oracle_topk": (
-        lambda s, d: OracleTopKConfig(heavy_size=0.25),
-        lambda s, d: OracleTopKConfig(heavy_size=1.0),
-    ),
-    "oracle_topp": (
-        lambda s, d: OracleTopPConfig(top_p=0.5),
-        lambda s, d: OracleTopPConfig(top_p=1.0),
-    ),
-    "quest": (
-        lambda s, d: QuestTopKConfig(heavy_size=8, page_size=4),
-        lambda s, d: QuestTopKConfig(heavy_size=1.0, page_size=4),
-    ),
-    "hashattention": (
-        lambda s, d: HashAttentionTopKConfig(
-            heavy_size=4, hat_weight_file=write_hat_weights(d, s.heads, s.dim), **HAT_KW
-        ),
-        lambda s, d: HashAttentionTopKConfig(
-            heavy_size=1.0, hat_weight_file=write_hat_weights(d, s.heads, s.dim), **HAT_KW
-        ),
-    ),
-    "double_sparsity": (
-        lambda s, d: DoubleSparsityTopKConfig(
-            heavy_size=4, sorted_channel_file=write_channels(d, s.heads, s.dim), group_factor=2
-        ),
-        lambda s, d: DoubleSparsityTopKConfig(
-            heavy_size=1.0, sorted_channel_file=write_channels(d, s.heads, s.dim), group_factor=2
-        ),
-    ),
-    "random_sampling": (
-        lambda s, d: RandomSamplingConfig(sampling_rate=0.3),
-        lambda s, d: RandomSamplingConfig(sampling_rate=1.0),
-    ),
-    "adaptive_sampling": (
-        lambda s, d: AdaptiveSamplingConfig(base_rate_sampling=0.5, epsilon=0.2, delta=0.2),
-        lambda s, d: AdaptiveSamplingConfig(base_rate_sampling=10**6, epsilon=0.2, delta=0.2),
-    ),
-    "magicpig": (lambda s, d: MagicPigConfig(lsh_l=8, lsh_k=2), None),
+
+def _typical(cls: type[MaskerConfig]) -> ExampleFactory:
+    return lambda shape, directory: cls.example(shape.heads, shape.dim, directory)
+
+
+def _full_budget(cls: type[MaskerConfig]) -> Callable[[Shape, Path], MaskerConfig | None]:
+    return lambda shape, directory: cls.full_budget_example(shape.heads, shape.dim, directory)
+
+
+# For every registered masker, from its own file: a typical config, and a full-budget config
+# (the factory returns None where the method has no setting that keeps every key with p = 1).
+EXAMPLES: dict[str, tuple[ExampleFactory, Callable[[Shape, Path], MaskerConfig | None]]] = {
+    name: (_typical(MASKERS.get(name)), _full_budget(MASKERS.get(name))) for name in MASKERS
 }
 
 

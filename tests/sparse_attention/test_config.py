@@ -30,8 +30,11 @@ from sparse_attention_hub.sparse_attention import (
     get_preset,
     list_presets,
 )
+from sparse_attention_hub.sparse_attention.maskers.hashattention import (
+    write_random_weights as write_hat_weights,
+)
 
-from .helpers import EXAMPLES, HAT_KW, Shape, write_hat_weights
+from .helpers import EXAMPLES, HAT_KW, Shape
 
 SHAPE = Shape(batch=1, kv_heads=1, groups=2, q_len=2, k_len=16, dim=8)
 

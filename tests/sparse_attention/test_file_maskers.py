@@ -17,8 +17,14 @@ from sparse_attention_hub.sparse_attention import (
     SparseState,
     sparse_attention_forward,
 )
+from sparse_attention_hub.sparse_attention.maskers.double_sparsity import (
+    write_random_channels as write_channels,
+)
+from sparse_attention_hub.sparse_attention.maskers.hashattention import (
+    write_random_weights as write_hat_weights,
+)
 
-from .helpers import HAT_KW, Shape, empty_mask, inputs_for, qkv, write_channels, write_hat_weights
+from .helpers import HAT_KW, Shape, empty_mask, inputs_for, qkv
 
 SHAPE = Shape(batch=1, kv_heads=2, groups=2, q_len=2, k_len=20, dim=8)
 

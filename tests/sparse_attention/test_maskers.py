@@ -37,12 +37,12 @@ BUDGET_FIELDS = ("sink_size", "window_size", "heavy_size")
 def test_full_budget_equals_dense_attention(
     name: str, shape: Shape, seed: int, dtype: torch.dtype
 ) -> None:
-    full = EXAMPLES[name][1]
-    if full is None:
-        return  # no full-budget setting (MagicPIG's p < 1); its unbiasedness is tested instead
     q, k, v = qkv(shape, seed, dtype)
     with tempfile.TemporaryDirectory() as directory:
-        config = ResearchAttentionConfig([full(shape, Path(directory))])
+        full = EXAMPLES[name][1](shape, Path(directory))
+        if full is None:
+            return  # no full-budget setting (MagicPIG's p < 1); its unbiasedness is tested instead
+        config = ResearchAttentionConfig([full])
         out = sparse_attention_forward(
             q, k, v, None, shape.dim**-0.5, layer_idx=0, config=config, state=SparseState()
         )

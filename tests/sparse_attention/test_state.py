@@ -17,9 +17,12 @@ from sparse_attention_hub.sparse_attention import (
     SparseState,
     build_mask,
 )
+from sparse_attention_hub.sparse_attention.maskers.hashattention import (
+    write_random_weights as write_hat_weights,
+)
 from sparse_attention_hub.sparse_attention.state import KeyPrefix
 
-from .helpers import HAT_KW, inputs_for, write_hat_weights
+from .helpers import HAT_KW, inputs_for
 
 HEADS, KV_HEADS, DIM, CONTEXT = 4, 2, 8, 21
 

@@ -23,8 +23,6 @@ from sparse_attention_hub.sparse_attention.config import (
     ResearchAttentionConfig,
     SparseAttentionConfig,
     config_fingerprint,
-    config_from_dict,
-    config_from_yaml,
     config_name,
     config_to_dict,
     config_to_yaml,
@@ -45,7 +43,12 @@ from sparse_attention_hub.sparse_attention.maskers import (
     RandomSamplingConfig,
     SinkMaskerConfig,
 )
-from sparse_attention_hub.sparse_attention.presets import get_preset, list_presets
+from sparse_attention_hub.sparse_attention.presets import (
+    config_from_dict,
+    config_from_yaml,
+    get_preset,
+    list_presets,
+)
 from sparse_attention_hub.sparse_attention.quantize import pseudo_quantize
 from sparse_attention_hub.sparse_attention.state import SparseState
 from sparse_attention_hub.sparse_attention.stats import STATS_FILENAME, AttentionStats

@@ -5,10 +5,10 @@ ordered list of masker configs (a pydantic union discriminated by `type`), so
 `ResearchAttentionConfig.model_validate({"masker_configs": [{"type": "sink", "sink_size": 4}]})`
 builds one from plain data.
 
-Serialisation: `config_to_dict` / `config_from_dict` (plain JSON-able dicts; `None` and the string
-`"dense"` mean dense, any other string is a preset name) and `config_to_yaml` / `config_from_yaml`
-(the same dict through `yaml.safe_dump` / `yaml.safe_load`). `fingerprint()` is the SHA-256 of the
-canonical JSON plus the SHA-256 of every file a masker references.
+Serialisation: `config_to_dict` (a plain JSON-able dict, `None` for dense) and `config_to_yaml`;
+the way back, which also takes preset names, is `presets.config_from_dict` / `config_from_yaml`.
+`fingerprint()` is the SHA-256 of the canonical JSON plus the SHA-256 of every file a masker
+references.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,33 +24,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.files import sha256_of_file
 from sparse_attention_hub.sparse_attention.budget import NonNegativeInt
-from sparse_attention_hub.sparse_attention.maskers import (
-    AdaptiveSamplingConfig,
-    DoubleSparsityTopKConfig,
-    HashAttentionTopKConfig,
-    LocalMaskerConfig,
-    MagicPigConfig,
-    OracleTopKConfig,
-    OracleTopPConfig,
-    QuestTopKConfig,
-    RandomSamplingConfig,
-    SinkMaskerConfig,
-)
+from sparse_attention_hub.sparse_attention.maskers import MASKERS, MaskerConfig
 
-AnyMaskerConfig = Annotated[
-    SinkMaskerConfig
-    | LocalMaskerConfig
-    | OracleTopKConfig
-    | OracleTopPConfig
-    | QuestTopKConfig
-    | HashAttentionTopKConfig
-    | DoubleSparsityTopKConfig
-    | RandomSamplingConfig
-    | AdaptiveSamplingConfig
-    | MagicPigConfig,
-    Field(discriminator="type"),
-]
-"""Every masker config, keyed by its `type` literal (also the `MASKERS` registry key)."""
+
+def _masker_union() -> Any:
+    """The config union, discriminated by `type`, of every masker in the registry."""
+    classes = tuple(MASKERS.get(name) for name in MASKERS.names())
+    return Annotated[Union[classes], Field(discriminator="type")]  # noqa: UP007 - built at run time
+
+
+if TYPE_CHECKING:
+    AnyMaskerConfig = MaskerConfig
+else:
+    AnyMaskerConfig = _masker_union()
+"""Every registered masker config, keyed by its `type` literal (the `MASKERS` registry key):
+importing `maskers` registers them all, so a new masker file is accepted in configs and YAML."""
 
 
 class SparseAttentionConfig(BaseModel):
@@ -141,28 +128,6 @@ def config_to_dict(config: ResearchAttentionConfig | None) -> dict[str, Any] | N
     return config.model_dump(mode="json")
 
 
-def config_from_dict(data: Mapping[str, Any] | str | None) -> ResearchAttentionConfig | None:
-    """Build a config from plain data: `None` / `"dense"` -> None, other str -> preset by name."""
-    if data is None:
-        return None
-    if isinstance(data, str):
-        from sparse_attention_hub.sparse_attention.presets import get_preset
-
-        return get_preset(data)
-    if isinstance(data, ResearchAttentionConfig):
-        return data
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"a sparse attention config must be a mapping, a preset name or null, got {data!r}"
-        )
-    return ResearchAttentionConfig.model_validate(dict(data))
-
-
 def config_to_yaml(config: ResearchAttentionConfig | None) -> str:
     """YAML text of `config_to_dict` (`null` for dense)."""
     return yaml.safe_dump(config_to_dict(config), sort_keys=False)
-
-
-def config_from_yaml(text: str) -> ResearchAttentionConfig | None:
-    """Inverse of `config_to_yaml` (also accepts a preset name or `dense`)."""
-    return config_from_dict(yaml.safe_load(text))

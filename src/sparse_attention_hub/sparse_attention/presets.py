@@ -1,4 +1,6 @@
-"""Named configs for quick experiments: `get_preset(name)` and `list_presets()`.
+"""Named configs for quick experiments (`get_preset`, `list_presets`), and the one function that
+turns what a user wrote — null, `dense`, a preset name, a dict, YAML text — into a config
+(`config_from_dict`, `config_from_yaml`).
 
 Defaults are sized for small models and contexts of 1k-16k tokens (e.g. SmolLM2-135M: 30 layers,
 9 query / 3 KV heads, head_dim 64): 4 sink tokens (StreamingLLM) plus a 64-token window, and
@@ -19,8 +21,12 @@ budgets. `dense` is `None` (dense attention everywhere).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import yaml
+
+from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.registry import Registry
 from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig
 from sparse_attention_hub.sparse_attention.maskers import (
@@ -95,3 +101,23 @@ def get_preset(name: str) -> ResearchAttentionConfig | None:
 def list_presets() -> list[str]:
     """Names of all presets, sorted."""
     return PRESETS.names()
+
+
+def config_from_dict(data: Mapping[str, Any] | str | None) -> ResearchAttentionConfig | None:
+    """Build a config from plain data: `None` / `"dense"` -> None, other str -> preset by name."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        return get_preset(data)
+    if isinstance(data, ResearchAttentionConfig):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"a sparse attention config must be a mapping, a preset name or null, got {data!r}"
+        )
+    return ResearchAttentionConfig.model_validate(dict(data))
+
+
+def config_from_yaml(text: str) -> ResearchAttentionConfig | None:
+    """Inverse of `config_to_yaml` (also accepts a preset name or `dense`)."""
+    return config_from_dict(yaml.safe_load(text))

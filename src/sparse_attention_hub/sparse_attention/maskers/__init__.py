@@ -1,7 +1,12 @@
 """One module per masker; importing this package registers all of them in `MASKERS`.
 
-Adding a masker: a new file `maskers/<type>.py` with a config class registered under `<type>`,
-an import line here, and the class in `config.AnyMaskerConfig`.
+Adding a masker takes one new file and one import line:
+1. `maskers/<type>.py`: a frozen config class (subclass `MaskerConfig`) with `type: Literal["<type>"]`,
+   registered with `@MASKERS.register("<type>")`, implementing `add_mask`, `short_name` and the
+   `example` classmethod (plus `full_budget_example` when a setting keeps every key);
+2. its import line below (and its name in `__all__`, and in the package's public re-exports).
+The config union and YAML accept it from then on (`config.AnyMaskerConfig` is built from `MASKERS`),
+and the generic tests in tests/sparse_attention walk it.
 """
 
 from sparse_attention_hub.sparse_attention.maskers.adaptive_sampling import AdaptiveSamplingConfig

@@ -6,6 +6,7 @@ budget from the CLT on the softmax denominator.
 
 from __future__ import annotations
 
+from pathlib import Path
 from statistics import NormalDist
 from typing import ClassVar, Literal
 
@@ -82,6 +83,14 @@ class AdaptiveSamplingConfig(MaskerConfig):
         active = n > 0
         inputs.metrics["adaptive_budget_mean"] = float(budget[active].float().mean())
         return union(previous, chosen * probability.unsqueeze(-1))
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(base_rate_sampling=0.5, epsilon=0.2, delta=0.2)
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(base_rate_sampling=10**6, epsilon=0.2, delta=0.2)
 
     def short_name(self) -> str:
         rate = format_budget(self.base_rate_sampling)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -126,6 +127,21 @@ class MaskerConfig(BaseModel):
     def referenced_files(self) -> list[str]:
         """Files whose content the config depends on (hashed into the fingerprint)."""
         return []
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        """A typical config for a model with `heads` query heads of `head_dim`.
+
+        The registry's generic tests and docs walk these, so a new masker is covered the day it
+        is added. Maskers that read a file write a random one into `workdir`.
+        """
+        raise NotImplementedError(f"{cls.__name__} gives no example config")
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        """A config that keeps every key with probability 1 (must equal dense attention), or
+        None where the method has no such setting (MagicPIG's inclusion probabilities are < 1)."""
+        return None
 
 
 MASKERS: Registry[type[MaskerConfig]] = Registry("masker")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -85,6 +87,22 @@ class DoubleSparsityTopKConfig(MaskerConfig):
     def referenced_files(self) -> list[str]:
         return [self.sorted_channel_file]
 
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(
+            heavy_size=4,
+            sorted_channel_file=write_random_channels(workdir, heads, head_dim),
+            group_factor=2,
+        )
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(
+            heavy_size=1.0,
+            sorted_channel_file=write_random_channels(workdir, heads, head_dim),
+            group_factor=2,
+        )
+
     def short_name(self) -> str:
         return f"ds{format_budget(self.heavy_size)}g{self.group_factor}b{self.label_bits}"
 
@@ -123,3 +141,19 @@ def _layer_channels(
     if len(rows) != heads:  # KV-head lists: query head h uses list h // g
         table_tensor = table_tensor.repeat_interleave(heads // kv_heads, dim=0)
     return table_tensor
+
+
+def write_random_channels(
+    directory: Path, heads: int, dim: int, layers: int = 2, seed: int = 0
+) -> str:
+    """A random channel file (`qk_proj` per layer) for `layers` model layers, for examples and tests."""
+    generator = torch.Generator().manual_seed(seed)
+    table = {
+        f"model.layers.{layer}.self_attn.qk_proj": [
+            torch.randperm(dim, generator=generator).tolist() for _ in range(heads)
+        ]
+        for layer in range(layers)
+    }
+    path = Path(directory) / f"channels-{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps(table))
+    return str(path)

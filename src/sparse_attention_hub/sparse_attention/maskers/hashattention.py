@@ -10,7 +10,9 @@ Weights file (safetensors): `layers.{l}.query.{j}.weight` `(heads, d_in, d_out)`
 from __future__ import annotations
 
 import os
+import uuid
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -126,6 +128,22 @@ class HashAttentionTopKConfig(MaskerConfig):
     def referenced_files(self) -> list[str]:
         return [self.hat_weight_file]
 
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(
+            heavy_size=4,
+            hat_weight_file=write_random_weights(workdir, heads, head_dim),
+            **_EXAMPLE_MLP,
+        )
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(
+            heavy_size=1.0,
+            hat_weight_file=write_random_weights(workdir, heads, head_dim),
+            **_EXAMPLE_MLP,
+        )
+
     def short_name(self) -> str:
         return f"hat{format_budget(self.heavy_size)}b{self.hat_bits}"
 
@@ -171,3 +189,31 @@ def _layer_weights(
             )
         mlps.append(tuple(layers))
     return mlps[0], mlps[1]
+
+
+_EXAMPLE_MLP = {"hat_mlp_layers": 2, "hat_mlp_hidden_size": 8, "hat_bits": 16}
+
+
+def write_random_weights(
+    directory: Path,
+    heads: int,
+    dim: int,
+    layers: int = 2,
+    hidden: int = 8,
+    bits: int = 16,
+    seed: int = 1,
+) -> str:
+    """A random weights file in the layout above (2-layer MLPs), for examples and tests."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(layers):
+        for role in ("query", "key"):
+            for j, (d_in, d_out) in enumerate([(dim, hidden), (hidden, bits)]):
+                prefix = f"layers.{layer}.{role}.{j}"
+                tensors[f"{prefix}.weight"] = torch.randn(heads, d_in, d_out, generator=generator)
+                tensors[f"{prefix}.bias"] = torch.randn(heads, d_out, generator=generator) * 0.1
+    path = Path(directory) / f"hat-{uuid.uuid4().hex}.safetensors"
+    save_file(tensors, str(path))
+    return str(path)

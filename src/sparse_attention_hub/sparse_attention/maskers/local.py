@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -33,6 +34,14 @@ class LocalMaskerConfig(MaskerConfig):
         columns = torch.arange(inputs.n_keys, device=device)[None, :]
         window = (columns <= rows) & (columns > rows - width)
         return union(previous, inputs.allowed & window)
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(window_size=3)
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(window_size=1.0)
 
     def short_name(self) -> str:
         return f"local{format_budget(self.window_size)}"

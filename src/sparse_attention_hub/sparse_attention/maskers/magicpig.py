@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -211,6 +212,10 @@ class MagicPigConfig(MaskerConfig):
             equal = q[..., start:stop, :] == k[..., start:stop, :]
             counts += (equal.all(dim=-1) if bits > 1 else equal[..., 0]).sum(-1, dtype=dtype)
         return counts.view(batch, heads, q_len, k_len)
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(lsh_l=8, lsh_k=2)
 
     def short_name(self) -> str:
         name = f"magicpig_l{self.lsh_l}k{self.lsh_k}"

@@ -5,6 +5,7 @@ Uses the true keys, so it upper-bounds approximate top-k methods (Quest, HashAtt
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -30,6 +31,14 @@ class OracleTopKConfig(MaskerConfig):
         k = effective_size(self.heavy_size, inputs.n_keys)
         eligible = candidates(inputs.allowed, previous)
         return union(previous, topk_select(inputs.scores, eligible, k))
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(heavy_size=0.25)
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(heavy_size=1.0)
 
     def short_name(self) -> str:
         return f"topk{format_budget(self.heavy_size)}"

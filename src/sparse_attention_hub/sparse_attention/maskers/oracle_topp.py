@@ -6,6 +6,7 @@ already selected, so the final mask covers at least `top_p` of the dense attenti
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -46,6 +47,14 @@ class OracleTopPConfig(MaskerConfig):
         take = torch.zeros_like(eligible).scatter(-1, order, take_sorted)
         tied = eligible & (probs == last) & take_sorted.any(dim=-1, keepdim=True)
         return union(previous, take | tied)
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(top_p=0.5)
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(top_p=1.0)
 
     def short_name(self) -> str:
         return f"topp{format_budget(self.top_p)}"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -91,6 +92,14 @@ class QuestTopKConfig(MaskerConfig):
             return cached
         tail = page_bounds(inputs.keys[:, :, complete * size :], size, self.label_bits)
         return torch.cat([cached, tail], dim=-2)
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(heavy_size=8, page_size=4)
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(heavy_size=1.0, page_size=4)
 
     def short_name(self) -> str:
         return f"quest{format_budget(self.heavy_size)}p{self.page_size}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -34,6 +35,14 @@ class RandomSamplingConfig(MaskerConfig):
         chosen = sample_select(eligible, counts, inputs.generator())
         probability = counts.float() / available.clamp_min(1).float()
         return union(previous, chosen * probability.unsqueeze(-1))
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(sampling_rate=0.3)
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(sampling_rate=1.0)
 
     def short_name(self) -> str:
         return f"rand{format_budget(self.sampling_rate)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -27,6 +28,14 @@ class SinkMaskerConfig(MaskerConfig):
         size = effective_size(self.sink_size, inputs.n_keys)
         columns = torch.arange(inputs.n_keys, device=previous.device)
         return union(previous, inputs.allowed & (columns < size))
+
+    @classmethod
+    def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
+        return cls(sink_size=2)
+
+    @classmethod
+    def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
+        return cls(sink_size=1.0)
 
     def short_name(self) -> str:
         return f"sink{format_budget(self.sink_size)}"
