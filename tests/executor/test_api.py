@@ -134,4 +134,5 @@ def test_unknown_parameter_lists_the_valid_ones() -> None:
             {"models": ["m"], "benchmarks": [{"name": "x", "subset": ["a"]}], "gpus": [0]}
         )
     message = str(info.value)
-    assert "benchmarks.0.subset" in message and "gpus" in message
+    assert "benchmarks[0].subset: unknown key; allowed: name, subsets" in message
+    assert "gpus: unknown key; allowed: models" in message

@@ -63,7 +63,7 @@ def test_every_problem_reported_at_once_before_any_work(tmp_path: Path) -> None:
         plan(spec)
     message = str(info.value)
     assert "3 problem(s)" in message
-    assert f"data_path {tmp_path / 'gone'} does not exist" in message
+    assert f"benchmarks[1].data_path: {tmp_path / 'gone'} does not exist" in message
     assert "unknown benchmark 'longbenchh'" in message and "Did you mean 'longbench'" in message
     assert "'nope'" in message
     assert not (tmp_path / "results").exists()
@@ -79,7 +79,7 @@ def test_duplicate_sparse_names_and_bad_kwargs_error_together(tmp_path: Path) ->
         )
     message = str(info.value)
     assert "duplicate sparse config names ['dense']" in message
-    assert "unknown request_kwargs ['max_request']" in message
+    assert "request_kwargs.max_request: unknown key; allowed: max_requests" in message
     assert "gpu ids must be >= 0" in message
     assert "max_concurrent_runs" in message
 
@@ -137,13 +137,15 @@ def test_fingerprint_is_stable_and_covers_every_input(tmp_path: Path) -> None:
     assert base == {j.job_id: j.fingerprint for j in plan(make_spec(tmp_path))}
     # the name is the path, not a parameter: the same config under two names hashes alike
     assert len(set(base.values())) == 4
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "qasper.jsonl").write_text("")
     changes: list[dict[str, Any]] = [
         {"generation_kwargs": {"max_new_tokens": 8}},
         {"request_kwargs": {"max_requests": 2}},
         {"adapter": {"factory": FACTORY, "model_kwargs": {"delay_s": 1}}},
         {
             "benchmarks": [
-                {"name": BENCH, "subsets": ["qasper", "trec"], "data_path": str(tmp_path)}
+                {"name": BENCH, "subsets": ["qasper", "trec"], "data_path": str(tmp_path / "data")}
             ]
         },
     ]

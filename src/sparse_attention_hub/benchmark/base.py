@@ -101,8 +101,8 @@ class Benchmark(ABC):
         for subset in self.subsets_to_run:
             try:
                 frame = self.load_subset(subset)
-            except DatasetLoadError:
-                raise
+            except (DatasetLoadError, ConfigError):
+                raise  # a configuration error is the user's to fix: never retried as `dataset`
             except Exception as exc:
                 raise DatasetLoadError(
                     f"{self.benchmark_name}: subset {subset!r} failed to load: "

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sparse_attention_hub.executor import BenchmarkExecutor, load_spec
+    from sparse_attention_hub.executor.plan import plan_warnings
 
     spec = load_spec(args.experiment)
     executor = BenchmarkExecutor.from_spec(
@@ -131,6 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         jobs = executor.plan(spec)
+        for warning in plan_warnings(spec):
+            say(f"warning: {warning}")
         run_ids = {j.job_id for j in executor.to_run(jobs)}
         for job in jobs:
             why = f"  ({job.stale_reason()})" if job.state.value == "stale" else ""

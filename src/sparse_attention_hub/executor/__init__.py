@@ -4,6 +4,7 @@ Importing it starts nothing and loads no torch.
 """
 
 from sparse_attention_hub.executor.api import BenchmarkExecutor
+from sparse_attention_hub.executor.experiment_file import load_spec
 from sparse_attention_hub.executor.plan import Job, JobState, plan
 from sparse_attention_hub.executor.results import ExecutionResults, JobRecord
 from sparse_attention_hub.executor.spec import (
@@ -11,7 +12,6 @@ from sparse_attention_hub.executor.spec import (
     BenchmarkConfig,
     ExecutionConfig,
     ExperimentSpec,
-    load_spec,
     spec_from_dict,
 )
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.backends import create_backend, slot_layout
-from sparse_attention_hub.executor.plan import Job, JobState, plan
+from sparse_attention_hub.executor.plan import Job, JobState, plan, plan_warnings
 from sparse_attention_hub.executor.progress import RunRecorder
 from sparse_attention_hub.executor.results import (
     ExecutionResults,
@@ -69,7 +69,7 @@ class BenchmarkExecutor:
     ) -> None:
         try:
             self.execution = ExecutionConfig(
-                gpu_ids=list(gpu_ids or []),
+                gpu_ids=gpu_ids if isinstance(gpu_ids, (str, int)) else list(gpu_ids or []),
                 max_concurrent_runs=max_concurrent_runs,
                 max_retries=max_retries,
                 job_timeout_s=job_timeout_s,
@@ -77,7 +77,7 @@ class BenchmarkExecutor:
                 backend=backend,
             )
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc)) from None
+            raise ConfigError(format_validation_error(exc, "BenchmarkExecutor")) from None
         self.base_result_dir = Path(base_result_dir)
         self.rerun_failed = rerun_failed
         self.rerun_stale = rerun_stale
@@ -103,9 +103,9 @@ class BenchmarkExecutor:
     ) -> ExecutionResults:
         spec = spec_from_dict(
             {
-                "models": list(model_names),
-                "sparse_configs": list(sparse_attention_configs),
-                "benchmarks": list(benchmark_configs),
+                "models": _as_list(model_names),
+                "sparse_configs": _as_list(sparse_attention_configs),
+                "benchmarks": _as_list(benchmark_configs),
                 "adapter": adapter_config or AdapterConfig(),
                 "generation_kwargs": dict(generation_kwargs or {}),
                 "request_kwargs": dict(request_kwargs or {}),
@@ -130,6 +130,8 @@ class BenchmarkExecutor:
     def run(self, spec: ExperimentSpec) -> ExecutionResults:
         """Run the spec's missing jobs; results go under this executor's `base_result_dir`."""
         jobs = self.plan(spec)
+        for warning in plan_warnings(spec):
+            logger.warning("%s", warning)
         todo = self.to_run(jobs)
         base = self.base_result_dir.absolute()
         run_id = uuid.uuid4().hex[:12]
@@ -187,6 +189,13 @@ class BenchmarkExecutor:
         import sys
 
         return sys.stderr.isatty()
+
+
+def _as_list(value: Any) -> Any:
+    """A sequence as a list; a str or mapping as itself, so the spec names what to pass."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        return value
+    return list(value)
 
 
 def _unrun_record(job: Job) -> JobRecord:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Any
 from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.results import changed_inputs, job_state
-from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec
+from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec, bullet
 
 MAX_PATH_PART = 120
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
@@ -112,22 +113,33 @@ def plan(
     instances: dict[tuple[int, str], dict[str, Any]] = {}
     subsets_of: dict[int, list[str]] = {}
     for index, bench in enumerate(spec.benchmarks):
-        if bench.data_path is not None and not Path(bench.data_path).expanduser().exists():
-            problems.append(f"benchmark {bench.name!r}: data_path {bench.data_path} does not exist")
+        where = f"benchmarks[{index}]"
+        problems += _data_path_problems(f"{where}.data_path", bench.data_path)
         try:
             cls = get_benchmark_class(bench.name)
-            subsets_of[index] = list(bench.subsets or cls.all_datasets)
+        except ConfigError as exc:
+            problems.append(f"{where}.name: {exc}")
+            continue
+        unknown = [s for s in bench.subsets or [] if s not in cls.all_datasets]
+        if unknown:
+            problems.append(
+                f"{where}.subsets: unknown subset(s) {unknown} of {bench.name!r}; "
+                f"allowed: {', '.join(cls.all_datasets)}"
+            )
+            continue
+        subsets_of[index] = list(bench.subsets or cls.all_datasets)
+        try:
             for subset in subsets_of[index]:
                 instance = create_benchmark_instance(
                     bench.name, [subset], bench.data_path, **bench.options
                 )
                 instances[(index, subset)] = instance.options()
         except (ConfigError, TypeError, ValueError) as exc:
-            problems.append(f"benchmark {bench.name!r}: {exc}")
-    problems += _check_sanitized("model", spec.models)
-    problems += _check_sanitized("sparse config", [name for name, _ in spec.sparse_configs])
+            problems.append(f"{where}.options: {bench.name!r}: {exc}")
+    problems += _check_sanitized("models", spec.models)
+    problems += _check_sanitized("sparse_configs", [name for name, _ in spec.sparse_configs])
     if problems:
-        raise ConfigError(_bullet(problems))
+        raise ConfigError(bullet(problems))
 
     jobs = []
     version = package_version()
@@ -197,7 +209,7 @@ def _gpu_id_problems(gpu_ids: list[int], device_count: int | None) -> list[str]:
     if not missing:
         return []
     return [
-        f"gpu id(s) {missing} do not exist: this machine has {device_count} CUDA device(s)"
+        f"execution.gpu_ids: gpu id(s) {missing} do not exist: this machine has {device_count} CUDA device(s)"
         + (f" (valid ids 0..{device_count - 1})" if device_count else "; omit gpu_ids for CPU")
     ]
 
@@ -208,31 +220,77 @@ def _check_models(spec: ExperimentSpec) -> list[str]:
         try:
             load_factory(spec.adapter.factory)
         except ConfigError as exc:
-            return [str(exc)]
+            return [f"adapter.factory: {exc}"]
         return []
     from sparse_attention_hub.adapters.sources import resolve_model_source
 
     problems = []
-    for model in spec.models:
+    for index, model in enumerate(spec.models):
         try:
             resolve_model_source(model)
         except (ConfigError, ValueError, OSError) as exc:
-            problems.append(f"model {model!r}: {exc}")
+            problems.append(f"models[{index}]: {exc}")
     return problems
 
 
+FACTORY_ARGS = (
+    "model_name",
+    "sparse_attention_config",
+    "model_kwargs",
+    "tokenizer_kwargs",
+    "device",
+)
+
+
 def load_factory(path: str) -> Any:
-    """Import `"module:callable"`; a clear ConfigError when it cannot be."""
+    """Import `"module:callable"` and check it takes the five adapter arguments.
+
+    A clear ConfigError when it cannot be imported or called that way. Note: the module is
+    imported, so its top-level code runs (an experiment file may name Python code to import).
+    """
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
-        raise ConfigError(f"adapter factory must be 'module:callable', got {path!r}")
+        raise ConfigError(f"must be 'module:callable', got {path!r}")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"adapter factory {path!r} cannot be imported: {exc}") from None
+        raise ConfigError(f"{path!r} cannot be imported: {exc}") from None
     if not callable(factory):
-        raise ConfigError(f"adapter factory {path!r} is not callable")
+        raise ConfigError(f"{path!r} is not callable")
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return factory  # a builtin without a signature: it is called and judged in the worker
+    try:
+        signature.bind(*FACTORY_ARGS)
+    except TypeError as exc:
+        raise ConfigError(
+            f"{path!r} cannot be called as factory({', '.join(FACTORY_ARGS)}): {exc}"
+        ) from None
     return factory
+
+
+def _data_path_problems(where: str, data_path: str | None) -> list[str]:
+    if data_path is None:
+        return []
+    path = Path(data_path)
+    if not path.exists():
+        return [f"{where}: {data_path} does not exist (a local copy of the data, or omit it)"]
+    if path.is_dir() and not any(path.iterdir()):
+        return [f"{where}: {data_path} is an empty directory (expected the data files in it)"]
+    return []
+
+
+def plan_warnings(spec: ExperimentSpec) -> list[str]:
+    """Things that are allowed but worth a line in the log and the dry run."""
+    warnings = []
+    for key in ("model_kwargs", "tokenizer_kwargs"):
+        if getattr(spec.adapter, key).get("trust_remote_code"):
+            warnings.append(
+                f"adapter.{key}.trust_remote_code is true: loading a model may run Python code "
+                "that comes with it from the hub"
+            )
+    return warnings
 
 
 def _check_result_dir(base: Path) -> list[str]:
@@ -242,9 +300,9 @@ def _check_result_dir(base: Path) -> list[str]:
             break
         existing = existing.parent
     if not existing.is_dir():
-        return [f"result dir {base}: {existing} exists and is not a directory"]
+        return [f"result_dir: {existing} exists and is not a directory (result dir {base})"]
     if not os.access(existing, os.W_OK | os.X_OK):
-        return [f"result dir {base}: {existing} is not writable"]
+        return [f"result_dir: {existing} is not writable (result dir {base})"]
     return []
 
 
@@ -259,13 +317,7 @@ def _check_sanitized(kind: str, values: list[str]) -> list[str]:
             continue
         if safe in seen and seen[safe] != value:
             problems.append(
-                f"{kind} names {seen[safe]!r} and {value!r} map to the same dir {safe!r}"
+                f"{kind}: names {seen[safe]!r} and {value!r} map to the same dir {safe!r}"
             )
         seen[safe] = value
     return problems
-
-
-def _bullet(problems: list[str]) -> str:
-    return f"{len(problems)} problem(s) found before starting:\n" + "\n".join(
-        f"  - {p}" for p in problems
-    )

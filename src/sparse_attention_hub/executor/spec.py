@@ -8,31 +8,78 @@ In YAML a sparse config is a preset name, `null` (dense) or a dict `{masker_conf
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from sparse_attention_hub.benchmark.base import REQUEST_KWARGS
 from sparse_attention_hub.errors import ConfigError
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
+MAX_MESSAGES = 20  # problems listed in one error; the rest are counted ("... and N more")
+_C = TypeVar("_C")
 
 
+class KeyProblems(ValueError):
+    """Problems found inside one field, each at its own sub-key (`max_new_tokens`, ...).
+
+    `format_validation_error` prints them as `field.sub: message`, one line each.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+
+
+def config_errors(cls: type[_C]) -> type[_C]:
+    """Constructing `cls` in Python raises ConfigError, not pydantic's ValidationError."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, cls.__name__)) from None
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+@config_errors
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class BenchmarkConfig:
-    """One benchmark of the matrix; `subsets=None` means every subset it has."""
+    """One benchmark of the matrix; `subsets=None` means every subset it has.
+
+    `data_path` has `~` expanded here, once, so the plan checks the path the loader reads.
+    """
 
     name: str
     subsets: list[str] | None = None
     data_path: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("subsets", mode="before")
+    @classmethod
+    def _subsets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f"must be a list of subset names such as [{value!r}], got a string")
+        return value
 
+    @field_validator("data_path")
+    @classmethod
+    def _data_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must be a path to a local copy of the data, or omitted")
+        return None if value is None else str(Path(value).expanduser())
+
+
+@config_errors
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class AdapterConfig:
     """How a worker builds a model: kwargs for the model and tokenizer, and which factory.
@@ -69,12 +116,21 @@ class ExecutionConfig(BaseModel):
 
     model_config = FROZEN
 
-    gpu_ids: list[int] = Field(default_factory=list)
-    max_concurrent_runs: int = Field(default=1, ge=1)
-    max_retries: int = Field(default=1, ge=0)
-    job_timeout_s: float | None = Field(default=None, gt=0)
-    gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1)
+    gpu_ids: list[StrictInt] = Field(default_factory=list)
+    max_concurrent_runs: StrictInt = Field(default=1, ge=1)
+    max_retries: StrictInt = Field(default=1, ge=0)
+    job_timeout_s: float | None = Field(default=None, gt=0, strict=True)
+    gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1, strict=True)
     backend: Literal["local", "debug"] = "local"
+
+    @field_validator("gpu_ids", mode="before")
+    @classmethod
+    def _gpu_id_list(cls, value: Any) -> Any:
+        if isinstance(value, (str, int)):
+            raise ValueError(
+                f"must be a list of GPU ids such as [0, 1] ([] for CPU), got {value!r}"
+            )
+        return value
 
     @field_validator("gpu_ids")
     @classmethod
@@ -101,8 +157,15 @@ class ExperimentSpec(BaseModel):
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     generation_kwargs: dict[str, Any] = Field(default_factory=dict)
     request_kwargs: dict[str, Any] = Field(default_factory=dict)
-    result_dir: str = "results"
+    result_dir: str = Field(default="results", min_length=1)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _model_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f"must be a list of model names such as [{value!r}], got a string")
+        return value
 
     @field_validator("models")
     @classmethod
@@ -122,17 +185,44 @@ class ExperimentSpec(BaseModel):
     @field_validator("request_kwargs")
     @classmethod
     def _request_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(kwargs) - set(REQUEST_KWARGS))
-        if unknown:
-            raise ValueError(
-                f"unknown request_kwargs {unknown}; allowed: {', '.join(REQUEST_KWARGS)}"
-            )
+        problems = [
+            (str(key), f"unknown key; allowed: {', '.join(REQUEST_KWARGS)}")
+            for key in kwargs
+            if key not in REQUEST_KWARGS
+        ]
+        for key, value in kwargs.items():
+            if key in REQUEST_KWARGS and value is not None and not _positive_int(value):
+                problems.append((key, f"must be an int >= 1 or null, got {value!r}"))
+        if problems:
+            raise KeyProblems(problems)
         return kwargs
 
     @field_validator("generation_kwargs")
     @classmethod
     def _generation_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Checked here against the adapters' generation options, not after a model loads."""
+        from sparse_attention_hub.adapters.generation import GenerationOptions
+
+        allowed = list(GenerationOptions.model_fields)
+        problems = [
+            (str(key), f"unknown key; allowed: {', '.join(allowed)}")
+            for key in kwargs
+            if key not in allowed
+        ]
+        known = {k: v for k, v in kwargs.items() if k in allowed}
+        try:
+            GenerationOptions.model_validate(known)  # as the adapter will parse them
+        except ValidationError as exc:
+            for error in exc.errors():
+                key = ".".join(str(part) for part in error["loc"])
+                problems.append((key, f"{error['msg']}, got {error.get('input')!r}"))
+        if problems:
+            raise KeyProblems(problems)
         return plain_json(kwargs)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def plain_json(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -164,25 +254,48 @@ def resolve_sparse_configs(value: Any) -> list[SparseEntry]:
         pairs = [_pair(item) for item in value]
     else:
         raise ValueError(
-            f"sparse_configs must be a list of (name, config) or a mapping, got {value!r}"
+            f"must be a list of (name, config) pairs or a mapping {{name: config}}, got {value!r}"
         )
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     entries: list[SparseEntry] = []
-    for name, raw in pairs:
+    for index, (name, raw) in enumerate(pairs):
         if not isinstance(name, str) or not name.strip():
-            problems.append(f"sparse config name must be a non-empty string, got {name!r}")
+            problems.append((f"[{index}]", f"a name must be a non-empty string, got {name!r}"))
             continue
         try:
             entries.append((name, _to_config(raw)))
-        except (ConfigError, ValueError, TypeError, ValidationError) as exc:
-            problems.append(f"sparse config {name!r}: {exc}")
+        except ValidationError as exc:
+            for error in exc.errors():
+                sub = key_path((name, *error["loc"]))
+                message = error["msg"].removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    fields = _sparse_fields(error["loc"][:-1])
+                    message = f"unknown key; allowed: {', '.join(fields)}"
+                problems.append((sub, message))
+        except (ConfigError, ValueError, TypeError) as exc:
+            problems.append((name, str(exc)))
     names = [name for name, _ in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        problems.append(f"duplicate sparse config names {duplicates}")
+        problems.append(("", f"duplicate sparse config names {duplicates}"))
     if problems:
-        raise ValueError("; ".join(problems))
+        raise KeyProblems(problems)
     return entries
+
+
+def _sparse_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Fields of the config at `loc` inside a ResearchAttentionConfig (a masker, by its type)."""
+    from typing import get_args
+
+    from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
+    from sparse_attention_hub.sparse_attention.config import AnyMaskerConfig
+
+    if not loc or loc[0] != "masker_configs" or len(loc) < 3:
+        return list(ResearchAttentionConfig.model_fields)
+    for cls in get_args(get_args(AnyMaskerConfig)[0]):
+        if cls.model_fields["type"].default == loc[2]:
+            return list(cls.model_fields)
+    return []
 
 
 def _pair(item: Any) -> tuple[Any, Any]:
@@ -207,26 +320,12 @@ def _to_config(raw: Any) -> Any:
         return sparse_attention.get_preset(raw)
     if isinstance(raw, Mapping):
         return sparse_attention.config_from_dict(dict(raw))
-    if callable(getattr(raw, "fingerprint", None)):
+    if isinstance(raw, sparse_attention.ResearchAttentionConfig):
         return raw
-    raise TypeError(f"expected a preset name, null or a dict, got {type(raw).__name__}")
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
-        seen.add(key)
-    return dict(loader.construct_pairs(node))
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    raise TypeError(
+        "expected a preset name, null (dense), a dict {masker_configs: [...]} or a "
+        f"ResearchAttentionConfig, got {type(raw).__name__}"
+    )
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> ExperimentSpec:
@@ -237,24 +336,74 @@ def spec_from_dict(data: Mapping[str, Any]) -> ExperimentSpec:
         raise ConfigError(format_validation_error(exc)) from None
 
 
-def load_spec(path: str | Path) -> ExperimentSpec:
-    """Read an experiment YAML file (see examples/quickstart.yaml)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read experiment file {path}: {exc}") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return spec_from_dict(data)
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    lines = [f"{len(exc.errors())} problem(s) in the experiment spec:"]
+def format_validation_error(exc: ValidationError, what: str = "the experiment spec") -> str:
+    """One line per problem, `key.path[0].sub: message (allowed ...)`, at most MAX_MESSAGES."""
+    problems: list[str] = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {error['msg']}")
-    return "\n".join(lines)
+        loc = error["loc"]
+        fields = list(allowed_keys((), what))
+        if (
+            loc
+            and isinstance(loc[0], int)
+            and what != "the experiment spec"
+            and loc[0] < len(fields)
+        ):
+            loc = (fields[loc[0]], *loc[1:])  # a positional argument of a config class
+        where = key_path(loc)
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyProblems):
+            problems += [
+                f"{where}{'.' if key[:1] not in ('', '[') else ''}{key}: {message}"
+                for key, message in cause.problems
+            ]
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            allowed = allowed_keys(loc[:-1], what)
+            message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        elif error["type"] not in ("missing", "value_error"):
+            given = error.get("input")
+            message += f", got {given!r}" if _short(given) else f", got a {type(given).__name__}"
+        problems.append(f"{where or '(top level)'}: {message}")
+    return bullet(problems, f"in {what}")
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """('benchmarks', 0, 'name') -> 'benchmarks[0].name'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def allowed_keys(loc: tuple[Any, ...], what: str) -> list[str]:
+    """The keys a mapping at `loc` may have (for "unknown key" messages)."""
+    top: dict[str, Any] = {
+        "ExperimentSpec": ExperimentSpec,
+        "BenchmarkConfig": BenchmarkConfig,
+        "AdapterConfig": AdapterConfig,
+        "ExecutionConfig": ExecutionConfig,
+        "BenchmarkExecutor": ExecutionConfig,
+    }
+    model: Any = top.get(what, ExperimentSpec)
+    nested = {"benchmarks": BenchmarkConfig, "adapter": AdapterConfig, "execution": ExecutionConfig}
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        model = nested.get(str(part)) if model is ExperimentSpec else None
+        if model is None:
+            return []
+    fields = getattr(model, "model_fields", None) or getattr(model, "__pydantic_fields__", {})
+    return list(fields)
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 80
+
+
+def bullet(problems: list[str], where: str = "found before starting") -> str:
+    """`N problem(s) <where>:` then one `  - ...` line each, at most MAX_MESSAGES of them."""
+    shown = [f"  - {p}" for p in problems[:MAX_MESSAGES]]
+    if len(problems) > MAX_MESSAGES:
+        shown.append(f"  ... and {len(problems) - MAX_MESSAGES:,} more")
+    return f"{len(problems)} problem(s) {where}:\n" + "\n".join(shown)
