@@ -285,17 +285,15 @@ def resolve_sparse_configs(value: Any) -> list[SparseEntry]:
 
 def _sparse_fields(loc: tuple[Any, ...]) -> list[str]:
     """Fields of the config at `loc` inside a ResearchAttentionConfig (a masker, by its type)."""
-    from typing import get_args
-
     from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
-    from sparse_attention_hub.sparse_attention.config import AnyMaskerConfig
+    from sparse_attention_hub.sparse_attention.maskers import MASKERS
 
     if not loc or loc[0] != "masker_configs" or len(loc) < 3:
         return list(ResearchAttentionConfig.model_fields)
-    for cls in get_args(get_args(AnyMaskerConfig)[0]):
-        if cls.model_fields["type"].default == loc[2]:
-            return list(cls.model_fields)
-    return []
+    try:
+        return list(MASKERS.get(str(loc[2])).model_fields)
+    except ConfigError:
+        return []
 
 
 def _pair(item: Any) -> tuple[Any, Any]:
