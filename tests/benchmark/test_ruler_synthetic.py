@@ -289,7 +289,7 @@ def test_without_any_tokenizer_loading_fails_clearly(synthetic_cache: Path, tmp_
     bench = create_benchmark_instance(
         "ruler_synthetic", ["vt"], context_lengths=[1024], num_samples=1
     )
-    with pytest.raises(DatasetLoadError, match="needs a tokenizer"):
+    with pytest.raises(ConfigError, match="needs a tokenizer"):  # a config error: never retried
         bench.run_benchmark(ScriptedAdapter(), tmp_path)
 
 
