@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from sparse_attention_hub.adapters.scripted import ScriptedAdapter
+from sparse_attention_hub.benchmark import create_benchmark_instance
 from sparse_attention_hub.benchmark.longbenchv2 import LongBenchV2, extract_choice
 from sparse_attention_hub.benchmark.results_io import read_raw_results
+from sparse_attention_hub.errors import ConfigError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "longbenchv2"
 
@@ -116,3 +118,71 @@ def test_end_to_end_both_subsets(tmp_path: Path) -> None:
     assert (zero["easy"], zero["hard"], zero["short"], zero["medium"]) == (0.0, 100.0, 50.0, 100.0)
     assert (cot["easy"], cot["hard"], cot["short"], cot["medium"]) == (0.0, 50.0, 0.0, 100.0)
     assert zero["long"] is None and metrics["buckets"]["length"]["cot"]["long"] is None
+
+
+# (prediction, gold) -> counted by hand: 4 right, 3 wrong, 3 empty of 10
+EMPTY_CASES = [
+    ("The correct answer is (A)", "A"),
+    ("The correct answer is (B)", "B"),
+    ("The correct answer is C", "C"),
+    ("**The correct answer is (D)**", "D"),
+    ("The correct answer is (A)", "B"),
+    ("I cannot tell.", "C"),
+    (" ", "D"),  # whitespace is an answer (wrong), not an empty output
+    ("", "A"),
+    ("", "B"),
+    ("", "C"),
+]
+
+
+def _empty_case_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "task": ["0shot"] * len(EMPTY_CASES),
+            "prediction": [p for p, _ in EMPTY_CASES],
+            "answer": [a for _, a in EMPTY_CASES],
+            "difficulty": ["easy"] * 5 + ["hard"] * 5,
+            "length": ["short"] * len(EMPTY_CASES),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "score", "n_scored", "easy", "hard"),
+    [
+        ("wrong", 40.0, 10, 80.0, 0.0),  # ours: an empty output is a wrong answer
+        ("drop", 4 / 7 * 100, 7, 80.0, 0.0),  # official pred.py: empty outputs are left out
+    ],
+)
+def test_empty_answers_counted_and_optionally_dropped(
+    mode: str, score: float, n_scored: int, easy: float, hard: float
+) -> None:
+    bench = LongBenchV2(empty_answers=mode)
+    rows = _empty_case_rows()
+    scored = rows.join(bench.score_task("0shot", rows))
+    entry = bench.aggregate(scored)["tasks"]["0shot"]
+    assert entry["score"] == pytest.approx(score)
+    assert (entry["n_scored"], entry["n_empty"], entry["empty_answers"]) == (n_scored, 3, mode)
+    assert (entry["easy"], entry["hard"]) == pytest.approx((easy, hard))
+
+
+def test_empty_answers_option_is_validated_and_fingerprinted() -> None:
+    with pytest.raises(ConfigError, match=r"empty_answers 'skip' is not one of wrong, drop"):
+        LongBenchV2(empty_answers="skip")
+    assert LongBenchV2().options()["empty_answers"] == "wrong"
+    assert LongBenchV2(empty_answers="drop").options()["empty_answers"] == "drop"
+    bench = create_benchmark_instance("longbenchv2", ["0shot"], empty_answers="drop")
+    assert bench.options() != LongBenchV2(["0shot"]).options()  # different jobs, different dirs
+
+
+def test_drop_mode_end_to_end_records_n_empty(tmp_path: Path) -> None:
+    bench = LongBenchV2(["0shot"], data_path=FIXTURES, empty_answers="drop")
+    rows = bench.load_samples()
+    answers = ["", "The correct answer is (C)", "The correct answer is B"]
+    lookup = dict(zip(rows["question"], answers, strict=True))
+    metrics = bench.run_benchmark(ScriptedAdapter(lookup), tmp_path)
+    entry = json.loads((tmp_path / "metrics.json").read_text())["tasks"]["0shot"]
+    assert (entry["n_empty"], entry["n_scored"]) == (1, 2)
+    assert entry["score"] == pytest.approx(100.0) == metrics["overall"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["benchmark_options"]["empty_answers"] == "drop"

@@ -1,14 +1,20 @@
 """LongBench-v2 (Bai et al., 2025): 503 four-choice questions over long documents.
 
 Two subsets ask the same questions over identical contexts: `0shot` (answer directly) and `cot`
-(think step by step first). Scoring follows the official `extract_answer` (specs/benchmarks.md
-§2): an answer counts only in the form "The correct answer is (X)"; accuracy is reported overall
-and by difficulty (easy / hard) and length (short / medium / long).
+(think step by step first). Scoring follows the official `extract_answer` (docs/benchmarks.md,
+LongBench-v2): an answer counts only in the form "The correct answer is (X)"; accuracy is reported
+overall and by difficulty (easy / hard) and length (short / medium / long).
+
+Empty outputs: by default an empty answer is a wrong answer. The official `pred.py` instead drops
+a sample whose output is `''` (it never reaches the results file); `empty_answers="drop"` does the
+same here. Either way metrics.json counts them in `n_empty`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -16,6 +22,7 @@ import pandas as pd
 from sparse_attention_hub.benchmark import loading
 from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
 from sparse_attention_hub.benchmark.registry import register_benchmark
+from sparse_attention_hub.errors import ConfigError
 
 _BOXED = re.compile(r"The correct answer is \(([A-D])\)")
 _PLAIN = re.compile(r"The correct answer is ([A-D])")
@@ -31,6 +38,8 @@ ANSWER_PREFIXES = {"0shot": FORMAT_LINE, "cot": FORMAT_LINE + "\n\nLet’s think
 MAX_NEW_TOKENS = {"0shot": 128 + 20, "cot": 1024 + 20}
 DIFFICULTIES = ("easy", "hard")
 LENGTHS = ("short", "medium", "long")
+EMPTY_ANSWERS = ("wrong", "drop")
+"""`wrong`: an empty output scores 0 (ours); `drop`: it is left out, as the official `pred.py`."""
 
 
 def extract_choice(response: str) -> str | None:
@@ -74,6 +83,24 @@ class LongBenchV2(Benchmark):
     all_datasets: ClassVar[list[str]] = ["0shot", "cot"]
     hub_id = "Xnhyacinth/LongBench-v2"
 
+    def __init__(
+        self,
+        subsets_to_run: Sequence[str] | None = None,
+        data_path: str | Path | None = None,
+        *,
+        empty_answers: str = "wrong",
+    ) -> None:
+        if empty_answers not in EMPTY_ANSWERS:
+            raise ConfigError(
+                f"longbenchv2 empty_answers {empty_answers!r} is not one of "
+                f"{', '.join(EMPTY_ANSWERS)}"
+            )
+        super().__init__(subsets_to_run, data_path)
+        self.empty_answers = empty_answers
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "empty_answers": self.empty_answers}
+
     def load_subset(self, subset: str) -> pd.DataFrame:
         frame = loading.load_table(self.hub_id or "", subset, "test", self.data_path, [subset])
         if "choice_A" in frame.columns and "answer_prefix" not in frame.columns:
@@ -85,12 +112,18 @@ class LongBenchV2(Benchmark):
         return rows
 
     def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
-        extracted = [extract_choice(str(p)) for p in rows["prediction"]]
+        predictions = [str(p) for p in rows["prediction"]]
+        extracted = [extract_choice(p) for p in predictions]
+        empty = [p == "" for p in predictions]  # the official test: output == ''
         scores = [
-            float(x is not None and x == str(a).strip())
-            for x, a in zip(extracted, rows["answer"], strict=True)
+            float("nan")
+            if is_empty and self.empty_answers == "drop"
+            else float(x == str(a).strip())
+            for x, a, is_empty in zip(extracted, rows["answer"], empty, strict=True)
         ]
-        return pd.DataFrame({"score": scores, "extracted": extracted}, index=rows.index)
+        return pd.DataFrame(
+            {"score": scores, "extracted": extracted, "empty": empty}, index=rows.index
+        )
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
         tasks: dict[str, dict[str, Any]] = {}
@@ -101,6 +134,8 @@ class LongBenchV2(Benchmark):
             entry: dict[str, Any] = {
                 "score": mean_percent(rows["score"]),
                 "n_scored": int(rows["score"].notna().sum()),
+                "n_empty": int(rows["empty"].astype(bool).sum()) if "empty" in rows else 0,
+                "empty_answers": self.empty_answers,
             }
             for column, values, table in (
                 ("difficulty", DIFFICULTIES, difficulty),
