@@ -30,14 +30,13 @@ REFERENCE = {"<mask-0>": "Thomas Rennard", "<mask-1>": "Stalbridge"}
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('Answer: {"<mask-0>": "Bob"} done', {"<mask-0>": "Bob"}),
-        (
-            "{'<mask-0>': 'Bob', '<mask-1>': 3}",
-            {"<mask-0>": "Bob", "<mask-1>": 3},
-        ),  # Python literal
+        ("{'<mask-0>': 'Bob', '<mask-1>': 3}", {"<mask-0>": "Bob", "<mask-1>": 3}),
+        ('  {"<mask-0>": "Bob"}\n', {"<mask-0>": "Bob"}),  # spaces before, newline after: as eval
+        ('Answer: {"<mask-0>": "Bob"} done', None),  # changed: text around the dict
         ("{'<mask-0>': 'Bob'", None),  # unclosed
         ("{'<mask-0>': Bob}", None),  # a bare name is not a literal
         ("{'a': __import__('os').getcwd()}", None),  # never evaluated
+        ("{'a': 'x' + 'y'}", None),  # an expression: eval would compute it, we do not
         ("{1, 2}", None),  # a set, not a dict
         ("no braces here", None),
         ("", None),
@@ -47,17 +46,31 @@ def test_parse_literal_dict(text: str, expected: dict[str, Any] | None) -> None:
     assert parse_literal_dict(text) == expected
 
 
-def test_cloze_counts() -> None:
-    both = "{'<mask-0>': 'Thomas Rennard', '<mask-1>': 'Stalbridge port'}"
-    assert cloze_counts(both, REFERENCE) == (1, 2, True)  # one exact, both share a token
-    assert cloze_counts('{"<mask-0>": "Rennard"}', REFERENCE) == (
-        0,
-        1,
-        True,
-    )  # missing key: no match
-    assert cloze_counts("{'<mask-0>': 5, '<mask-1>': ['Stalbridge']}", REFERENCE) == (0, 0, True)
-    assert cloze_counts("{'<mask-0>': 'Thomas", REFERENCE) == (0, 0, False)
-    assert cloze_counts("", REFERENCE) == (0, 0, False)
+# (answer, (exact, partial, parsed)) against REFERENCE, counted by hand as LooGLE's
+# automatic_metrics.py counts them; "changed" marks the answers the first-{...}+JSON parser
+# scored differently (issue 11).
+CLOZE_CASES = [
+    ("{'<mask-0>': 'Thomas Rennard', '<mask-1>': 'Stalbridge port'}", (1, 2, True)),
+    ('{"<mask-0>": "Rennard"}', (0, 1, True)),  # a missing key matches nothing
+    ('{"<mask-0>": "Thomas Rennard", "<mask-1>": "Stalbridge"}', (2, 2, True)),
+    ("{'<mask-0>': 'thomas rennard'}", (0, 0, True)),  # case matters in both
+    ("{'<mask-0>': 'Thomas Rennard', 'extra': 'x'}", (1, 1, True)),  # extra keys are ignored
+    ('The masks are {"<mask-0>": "Thomas Rennard"}', (0, 0, False)),  # changed: was (1, 1)
+    ('```python\n{"<mask-0>": "Thomas Rennard"}\n```', (0, 0, False)),  # changed: code fence
+    ('{"<mask-0>": "Thomas Rennard", "<mask-1>": null}', (0, 0, False)),  # changed: JSON null
+    ("{'<mask-0>': 'Thomas Rennard'} {'<mask-1>': 'Stalbridge'}", (0, 0, False)),  # changed
+    ("{'<mask-0>': 'Thomas Rennard'}\nI chose it from the text.", (0, 0, False)),  # changed
+    ("{'<mask-0>': 'Thomas Rennard', '<mask-1>': None}", (1, 1, True)),  # changed: was unparsed
+    ("{'<mask-0>': 5, '<mask-1>': ['Stalbridge']}", (0, 0, True)),  # official: crashes; ours 0
+    ("{'<mask-0>': ['Thomas Rennard'], '<mask-1>': 'Stalbridge'}", (1, 1, True)),
+    ("{'<mask-0>': 'Thomas", (0, 0, False)),
+    ("", (0, 0, False)),  # the official scores '' as the text 'None': no dict
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), CLOZE_CASES)
+def test_cloze_counts(answer: str, expected: tuple[int, int, bool]) -> None:
+    assert cloze_counts(answer, REFERENCE) == expected
 
 
 def test_text_metrics_hand_computed() -> None:
@@ -167,7 +180,7 @@ FIXTURE_ANSWERS = {
     "What ended the canal's": "railway competition ended trade",
     # shortdep_cloze: (exact, partial, masks) = (1, 2, 2), (2, 2, 2), unparsable (0, 0, 1)
     "surveyed the Calder": "{'<mask-0>': 'Thomas Rennard', '<mask-1>': 'Stalbridge port'}",
-    "moved her laboratory": 'Answer: {"<mask-0>": "Mirelle Ostrova", "<mask-1>": "Grenoble"}',
+    "moved her laboratory": '{"<mask-0>": "Mirelle Ostrova", "<mask-1>": "Grenoble"}',
     "In 1931 she joined": "{'<mask-0>': 'Institut",
 }
 

@@ -1,9 +1,10 @@
 """AIME 2024 and AIME 2025: 30 competition problems each, the answer an integer 0-999.
 
-Both years share loading and scoring (specs/benchmarks.md §7): the final integer is extracted with
-`scorers.extract_integer_answer` (last box, then an "answer is N" phrase, then the last line) and
-compared as an integer with the gold answer, so `033` equals `33`. Two small classes, one per year,
-delegate to the functions below.
+Both years share loading and scoring (docs/benchmarks.md, AIME): the final answer is found as
+Qwen2.5-Math's `extract_answer` finds it (last box, then "answer is", then the Chinese cue, then the
+last number) and counts only if it is a plain number equal to the gold integer
+(`_math_answer.extract_integer_answer`), so `033`, `33.0` and `\\dfrac{33}{1}` all equal 33 while a
+boxed expression is wrong. Two small classes, one per year, delegate to the functions below.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from sparse_attention_hub.benchmark._math_answer import answer_text, integer_value
 from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
-from sparse_attention_hub.benchmark.scorers import extract_integer_answer
 
 HUB_2024 = "xAlg-AI/att-hub-aime2024"
 HUB_2025 = "xAlg-AI/att-hub-aime2025"
@@ -37,16 +38,19 @@ def gold_integer(answers: list[str]) -> int | None:
 
 
 def score_aime(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per sample: `extracted` integer, the `rule` that found it, `boxed`, `correct`, `score`."""
+    """Per sample: the `answer_text` chosen, the `rule` that chose it, its `extracted` integer,
+    `boxed`, `correct`, `score`."""
     records = []
     for prediction, answers in zip(rows["prediction"], rows["answers"], strict=True):
-        value, rule = extract_integer_answer(str(prediction))
+        text, rule = answer_text(str(prediction))
+        value = integer_value(text)
         gold = gold_integer(list(answers))
         if gold is None:
             raise ValueError(f"AIME gold answer {answers!r} is not an integer")
         correct = value is not None and value == gold
         records.append(
             {
+                "answer_text": text,
                 "extracted": value,
                 "rule": rule,
                 "boxed": rule == "boxed",

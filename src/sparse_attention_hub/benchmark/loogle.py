@@ -1,11 +1,12 @@
 """LooGLE (Li et al., 2023): long-dependency QA, cloze and summarization over long documents.
 
-Scored like LooGLE's `Evaluation/automatic_metrics.py` (specs/benchmarks.md §4): cloze answers are
-micro-averaged mask matches; QA and summarization report BLEU-1/4 (nltk), ROUGE-1/2/L recall
-(`rouge` 1.0.1), METEOR and optionally BERTScore, with ROUGE-L recall as the primary score.
-METEOR runs on ordered token lists (the official code passes Python sets, whose order changes
-with the hash seed). Metrics needing resources that are not on this machine (WordNet, a BERTScore
-model) are reported as null with the reason; nothing is ever downloaded.
+Scored like LooGLE's `Evaluation/automatic_metrics.py` (docs/benchmarks.md, LooGLE): cloze
+answers (the whole answer read as a Python dict literal) are micro-averaged mask matches; QA and
+summarization report BLEU-1/4 (nltk), ROUGE-1/2/L recall (`rouge` 1.0.1), METEOR and optionally
+BERTScore, with ROUGE-L recall as the primary score. METEOR runs on ordered token lists (the
+official code passes Python sets, whose order changes with the hash seed). Metrics needing
+resources that are not on this machine (WordNet, a BERTScore model) are reported as null with
+the reason; nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -50,17 +51,22 @@ def wordnet_missing() -> str | None:
 def cloze_counts(prediction: str, reference: dict[str, str]) -> tuple[int, int, bool]:
     """(exact matches, partial matches, parsed) of one cloze answer against its reference masks.
 
-    Exact: predicted value == reference string. Partial: the whitespace-token sets intersect.
-    A value that is not a string matches nothing; an unparsable answer matches no mask.
+    As LooGLE's `get_exact_match` / `get_partial_match` (docs/benchmarks.md, LooGLE): the whole
+    answer must be a dict literal, else no mask matches. Exact: the predicted value equals the
+    reference string. Partial: its whitespace-token set meets the reference's. A value that is
+    not a string (a list, a number, None) matches nothing; the official partial match crashes on
+    it (`.split()` of a non-string), we count it as no match.
     """
     predicted = parse_literal_dict(prediction)
     if predicted is None:
         return 0, 0, False
     exact = partial = 0
     for key, gold in reference.items():
-        value = predicted.get(key)
+        if key not in predicted:
+            continue
+        value = predicted[key]
+        exact += value == gold
         if isinstance(value, str):
-            exact += value == gold
             partial += bool(set(value.split()) & set(str(gold).split()))
     return exact, partial, True
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
-import json
 import logging
 import re
 import string
 import threading
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -259,137 +257,18 @@ def ruler_aggregate(scored: pd.DataFrame, benchmark_name: str) -> dict[str, Any]
     }
 
 
-# ----- Final-integer extraction (AIME; specs/benchmarks.md §7) -------------------------------
-_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_TEXT_WRAPPER = re.compile(r"\\(?:text|mathrm|mathbf)\s*\{([^{}]*)\}")
-_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_SIGNED_INT = re.compile(r"-?\d+")
-_ANSWER_PHRASE = re.compile(r"(?i)(?:final answer|answer)\s*(?:is|:)\s*\$?(-?\d+)")
-_WHOLE_NUMBER = re.compile(r"(?<![\d.])\d+(?!\.?\d)")  # not a piece of a decimal like 3.5
-
-
-def extract_boxed(text: str) -> str | None:
-    """Content of the last complete `\\boxed{...}` or `\\fbox{...}`, braces matched by depth.
-
-    Nested braces (`\\boxed{\\frac{1}{2}}`) stay inside; a box left open (generation cut off)
-    does not count.
-    """
-    last = None
-    for match in _BOX_OPEN.finditer(text):
-        depth = 1
-        for pos in range(match.end(), len(text)):
-            if text[pos] == "{":
-                depth += 1
-            elif text[pos] == "}":
-                depth -= 1
-                if depth == 0:
-                    last = text[match.end() : pos]
-                    break
-    return last
-
-
-def clean_boxed(content: str) -> str:
-    """Strip what decorates an integer in a box: `\\text{}`-style wrappers, `$`, `\\!`,
-    whitespace, thousands commas, a leading `+` and a trailing `.`."""
-    previous = None
-    while previous != content:
-        previous, content = content, _TEXT_WRAPPER.sub(r"\1", content)
-    content = content.replace("\\!", "").replace("$", "").replace("{,}", ",")
-    content = _THOUSANDS_COMMA.sub("", "".join(content.split()))
-    return content.removeprefix("+").removesuffix(".")
-
-
-def extract_integer_answer(text: str) -> tuple[int | None, str]:
-    """The final integer of a worked solution and the rule that produced it.
-
-    Rules, the first that applies decides: `"boxed"` (last box; its cleaned content if that is
-    an integer, else the last integer in it), `"answer_phrase"` (last `answer is N` /
-    `final answer: N`), `"last_line"` (last integer in 0-999 on the last non-empty line that
-    has a digit), else `"none"`. The value is None when the deciding rule finds no integer.
-    """
-    boxed = extract_boxed(text)
-    if boxed is not None:
-        content = clean_boxed(boxed)
-        if re.fullmatch(r"-?\d+", content):
-            return int(content), "boxed"
-        numbers = _SIGNED_INT.findall(content)
-        return (int(numbers[-1]) if numbers else None), "boxed"
-    phrases = _ANSWER_PHRASE.findall(text)
-    if phrases:
-        return int(phrases[-1]), "answer_phrase"
-    for line in reversed(text.splitlines()):
-        if line.strip() and re.search(r"\d", line):
-            in_range = [int(n) for n in _WHOLE_NUMBER.findall(line) if int(n) <= 999]
-            return (in_range[-1] if in_range else None), "last_line"
-    return None, "none"
-
-
 # ----- Literal-only parsing of generated dicts (LooGLE cloze; never run as code) -----------------
-_BRACED_SPAN = re.compile(r"\{.*?\}", re.DOTALL)
-
-
 def parse_literal_dict(text: str) -> dict[Any, Any] | None:
-    """The first `{...}` span of `text` as a dict: JSON first, then Python literal syntax.
+    """The whole of `text` read as one Python literal, if that literal is a dict, else None.
 
-    `ast.literal_eval` only reads literals, so model output is never executed. None when there
-    is no span, it does not parse, or it is not a dict (a set, a number).
+    LooGLE's official scorer `eval`s the whole answer (docs/benchmarks.md, LooGLE). On every
+    literal, `ast.literal_eval` accepts and rejects exactly what `eval` does (same parser, same
+    leading-space rule), but it never runs code: an expression such as `"a" + "b"` is rejected
+    here where `eval` would compute it. Text around the dict, a code fence, JSON `null`/`true`
+    or two dicts make the answer unparsable, as in the official scorer.
     """
-    match = _BRACED_SPAN.search(text)
-    if match is None:
-        return None
-    span = match.group(0)
     try:
-        value = json.loads(span)
-    except ValueError:
-        try:
-            value = ast.literal_eval(span)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return None
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
     return value if isinstance(value, dict) else None
-
-
-# ----- ZeroSCROLLS F1 and ROUGE (specs/benchmarks.md §6) --------------------------------------
-_STOPWORD_TEXT = (
-    "a about above after again against all am an and any are as at be because been before being "
-    "below between both but by can could did do does doing down during each few for from further "
-    "had has have having he her here hers herself him himself his how i if in into is it its "
-    "itself just me more most my myself no nor not now of off on once only or other our ours "
-    "ourselves out over own same she should so some such than that the their theirs them "
-    "themselves then there these they this those through to too under until up very was we were "
-    "what when where which while who whom why will with would you your yours yourself "
-    "yourselves"
-)
-ENGLISH_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-"""A small English stopword list of our own (nltk's needs a corpus download)."""
-
-
-def scrolls_tokens(text: str) -> list[str]:
-    """Tokens for ZeroSCROLLS F1: Unicode folded to ASCII (NFKD), lower-cased, punctuation and
-    `ENGLISH_STOPWORDS` dropped, whitespace collapsed."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    return [token for token in text.split() if token not in ENGLISH_STOPWORDS]
-
-
-def scrolls_f1(prediction: str, references: Sequence[str]) -> float:
-    """Unigram F1 on `scrolls_tokens`, max over the references (0 when there are none)."""
-    predicted = scrolls_tokens(prediction)
-    return max((token_f1(predicted, scrolls_tokens(ref)) for ref in references), default=0.0)
-
-
-@functools.cache
-def _rouge_score_scorer() -> Any:
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-
-
-def rouge_geometric_mean(prediction: str, references: Sequence[str]) -> float:
-    """Geometric mean of ROUGE-1, ROUGE-2 and ROUGE-L F from Google's `rouge-score` (Porter
-    stemming, as the SCROLLS evaluator); each type is first maxed over the references."""
-    best = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for reference in references:
-        scores = _rouge_score_scorer().score(reference, prediction)
-        for key in best:
-            best[key] = max(best[key], float(scores[key].fmeasure))
-    return float((best["rouge1"] * best["rouge2"] * best["rougeL"]) ** (1.0 / 3.0))

@@ -3,8 +3,8 @@
 Test gold answers are private (leaderboard only). With `split="test"` (default) nothing is scored:
 each task reports its size and mean response length with `"scored": false`, and the job writes a
 leaderboard file per task, `leaderboard_<task>.json` = `{id: prediction}`, next to metrics.json.
-`split="validation"` (about 20 rows per task, gold in `output`) is scored with the paper's metrics
-(specs/benchmarks.md §6).
+`split="validation"` (about 20 rows per task, gold in `output`) is scored as the official metric
+code of the `tau/zero_scrolls` repository scores it (docs/benchmarks.md, ZeroSCROLLS).
 
 Local copy (`data_path`): a directory holding `<task>.jsonl` per task or one `default.jsonl` (or
 `<split>.jsonl`) with every task in a `task` column; rows in the hub schema (`context`, `question`,
@@ -24,10 +24,17 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from sparse_attention_hub.benchmark._zero_scrolls_metrics import (
+    ROUGE_TYPES,
+    corpus_rouge,
+    exponential_similarity,
+    geometric_mean,
+    rouge_fmeasures,
+    scrolls_f1,
+)
 from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
-from sparse_attention_hub.benchmark.scorers import rouge_geometric_mean, scrolls_f1
 from sparse_attention_hub.errors import ConfigError, DatasetLoadError
 
 HUB_ID = "simonjegou/zero_scrolls"
@@ -53,21 +60,12 @@ METRICS = {
     "book_sum_sort": "concordance_index",
 }
 _OPTION_LETTER = re.compile(r"\b([A-D])\b")
-_PERCENTAGE = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 
 
 def option_letter(text: str) -> str | None:
     """The first standalone letter A-D (QuALITY's answer), or None."""
     match = _OPTION_LETTER.search(text)
     return match.group(1) if match else None
-
-
-def exponential_similarity(prediction: str, gold: str) -> float:
-    """SpaceDigest: 2^(-10 |p - p_hat|) for the first percentages, as fractions; none -> 0."""
-    predicted, expected = _PERCENTAGE.search(prediction), _PERCENTAGE.search(gold)
-    if predicted is None or expected is None:
-        return 0.0
-    return float(2.0 ** (-10.0 * abs(float(predicted.group(1)) - float(expected.group(1))) / 100.0))
 
 
 def summary_order(text: str) -> list[int]:
@@ -92,10 +90,14 @@ def concordance_index(prediction: str, gold: str) -> float:
 
 
 def score_sample(task: str, prediction: str, references: Sequence[str]) -> float:
-    """One validation sample in [0, 1] with its task's metric (max over references)."""
+    """One validation sample in [0, 1] with its task's metric (max over references).
+
+    For the ROUGE tasks this is the sample's own geometric mean, for inspection only: the task
+    score is the geometric mean of the corpus means (`_zero_scrolls_metrics.corpus_rouge`).
+    """
     metric = METRICS[task]
     if metric == "rouge_geometric_mean":
-        return rouge_geometric_mean(prediction, references)
+        return geometric_mean(list(rouge_fmeasures(prediction, references).values()))
     if metric == "f1":
         return scrolls_f1(prediction, references)
     if metric == "accuracy":
@@ -200,11 +202,20 @@ class ZeroScrolls(Benchmark):
             return pd.DataFrame(
                 {"response_chars": chars, "score": [None] * len(rows)}, index=rows.index
             )
-        scores = [
-            score_sample(task, prediction, list(answers))
-            for prediction, answers in zip(predictions, rows["answers"], strict=True)
+        frame = pd.DataFrame({"response_chars": chars}, index=rows.index)
+        references = [list(answers) for answers in rows["answers"]]
+        if METRICS[task] == "rouge_geometric_mean":
+            best = [
+                rouge_fmeasures(p, refs) for p, refs in zip(predictions, references, strict=True)
+            ]
+            for key in ROUGE_TYPES:
+                frame[key] = [sample[key] for sample in best]
+            frame["score"] = [geometric_mean([sample[k] for k in ROUGE_TYPES]) for sample in best]
+            return frame
+        frame["score"] = [
+            score_sample(task, p, refs) for p, refs in zip(predictions, references, strict=True)
         ]
-        return pd.DataFrame({"response_chars": chars, "score": scores}, index=rows.index)
+        return frame
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
         tasks: dict[str, dict[str, Any]] = {}
@@ -223,6 +234,10 @@ class ZeroScrolls(Benchmark):
                     "scored": True,
                     "metric": METRICS[str(task)],
                 }
+                if METRICS[str(task)] == "rouge_geometric_mean":  # corpus level, 0-100
+                    kept = rows.dropna(subset=list(ROUGE_TYPES))
+                    rouge = corpus_rouge(kept[list(ROUGE_TYPES)].to_dict("records"))
+                    entry |= {"score": rouge["geometric_mean"], **rouge}
             tasks[str(task)] = entry
         return {
             "benchmark": self.benchmark_name,
