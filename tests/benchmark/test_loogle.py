@@ -60,7 +60,7 @@ CLOZE_CASES = [
     ('{"<mask-0>": "Thomas Rennard", "<mask-1>": null}', (0, 0, False)),  # changed: JSON null
     ("{'<mask-0>': 'Thomas Rennard'} {'<mask-1>': 'Stalbridge'}", (0, 0, False)),  # changed
     ("{'<mask-0>': 'Thomas Rennard'}\nI chose it from the text.", (0, 0, False)),  # changed
-    ("{'<mask-0>': 'Thomas Rennard', '<mask-1>': None}", (1, 1, True)),  # changed: was unparsed
+    ("{'<mask-0>': 'Thomas Rennard', '<mask-1>': None}", (1, 1, True)),  # None: no partial
     ("{'<mask-0>': 5, '<mask-1>': ['Stalbridge']}", (0, 0, True)),  # official: crashes; ours 0
     ("{'<mask-0>': ['Thomas Rennard'], '<mask-1>': 'Stalbridge'}", (1, 1, True)),
     ("{'<mask-0>': 'Thomas", (0, 0, False)),
