@@ -21,7 +21,7 @@ from sparse_attention_hub.benchmark.results_io import read_raw_results
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-# Hand-checked against Qwen2.5-Math's extract_answer + math_equal (docs/benchmarks.md, AIME).
+# Hand-checked against Qwen2.5-Math's extract_answer + math_equal (docs/benchmarks.md §7).
 # The cases marked "changed" scored differently before the fix (issue 11).
 @pytest.mark.parametrize(
     ("text", "expected"),

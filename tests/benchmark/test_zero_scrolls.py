@@ -29,8 +29,8 @@ from sparse_attention_hub.errors import ConfigError, DatasetLoadError
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zero_scrolls"
 
 
-# Hand-computed as the official metrics/ code of tau/zero_scrolls scores them (docs/benchmarks.md,
-# ZeroSCROLLS); "changed" marks the cases the earlier stopword / regex / stemming rules got wrong.
+# Hand-computed as the official metrics/ code of tau/zero_scrolls scores them (docs/benchmarks.md
+# §6); "changed" marks the cases the earlier stopword / regex / stemming rules got wrong.
 F1_CASES = [
     ("The Café", ["cafe au lait", "tea"], 0.5),  # [cafe] vs [cafe au lait]: P 1, R 1/3
     ("Eleven long winters", ["For eleven winters."], 2 / 3),  # changed: "for" is kept (was 0.8)

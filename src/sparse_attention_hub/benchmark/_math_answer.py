@@ -1,7 +1,7 @@
 """Final-answer extraction and exact numeric reading for competition math (AIME).
 
 Where the answer is taken from follows Qwen2.5-Math's `extract_answer`, the de facto reference of
-math evaluations (docs/benchmarks.md, AIME): a Minerva "final answer is $X$. I hope" sentence,
+math evaluations (docs/benchmarks.md §7): a Minerva "final answer is $X$. I hope" sentence,
 else the last box, else the text after the last "answer is", else after the Chinese cue 答案是,
 else the last number of the text. The chosen text then counts only if it is a plain number:
 an integer, a decimal or a fraction of the two, with thousands separators, `\\text{}`-style

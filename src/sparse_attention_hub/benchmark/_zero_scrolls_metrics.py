@@ -1,5 +1,5 @@
 """ZeroSCROLLS validation metrics, as the `metrics/` folder of the `tau/zero_scrolls` dataset
-repository computes them (docs/benchmarks.md, ZeroSCROLLS; our own code, checked against it).
+repository computes them (docs/benchmarks.md §6; our own code, checked against it).
 
 F1 normalises SQuAD-style and then transliterates to ASCII; SpaceDigest reads the first
 `<digits>[.<digits>]%`; the summarisation score is the geometric mean of the corpus-level

@@ -1,6 +1,6 @@
 """AIME 2024 and AIME 2025: 30 competition problems each, the answer an integer 0-999.
 
-Both years share loading and scoring (docs/benchmarks.md, AIME): the final answer is found as
+Both years share loading and scoring (docs/benchmarks.md §7): the final answer is found as
 Qwen2.5-Math's `extract_answer` finds it (last box, then "answer is", then the Chinese cue, then the
 last number) and counts only if it is a plain number equal to the gold integer
 (`_math_answer.extract_integer_answer`), so `033`, `33.0` and `\\dfrac{33}{1}` all equal 33 while a

@@ -1,9 +1,9 @@
 """LongBench-v2 (Bai et al., 2025): 503 four-choice questions over long documents.
 
 Two subsets ask the same questions over identical contexts: `0shot` (answer directly) and `cot`
-(think step by step first). Scoring follows the official `extract_answer` (docs/benchmarks.md,
-LongBench-v2): an answer counts only in the form "The correct answer is (X)"; accuracy is reported
-overall and by difficulty (easy / hard) and length (short / medium / long).
+(think step by step first). Scoring follows the official `extract_answer` (docs/benchmarks.md §2):
+an answer counts only in the form "The correct answer is (X)"; accuracy is reported overall and by
+difficulty (easy / hard) and length (short / medium / long).
 
 Empty outputs: by default an empty answer is a wrong answer. The official `pred.py` instead drops
 a sample whose output is `''` (it never reaches the results file); `empty_answers="drop"` does the

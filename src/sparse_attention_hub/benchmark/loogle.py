@@ -1,6 +1,6 @@
 """LooGLE (Li et al., 2023): long-dependency QA, cloze and summarization over long documents.
 
-Scored like LooGLE's `Evaluation/automatic_metrics.py` (docs/benchmarks.md, LooGLE): cloze
+Scored like LooGLE's `Evaluation/automatic_metrics.py` (docs/benchmarks.md §4): cloze
 answers (the whole answer read as a Python dict literal) are micro-averaged mask matches; QA and
 summarization report BLEU-1/4 (nltk), ROUGE-1/2/L recall (`rouge` 1.0.1), METEOR and optionally
 BERTScore, with ROUGE-L recall as the primary score. METEOR runs on ordered token lists (the
@@ -51,7 +51,7 @@ def wordnet_missing() -> str | None:
 def cloze_counts(prediction: str, reference: dict[str, str]) -> tuple[int, int, bool]:
     """(exact matches, partial matches, parsed) of one cloze answer against its reference masks.
 
-    As LooGLE's `get_exact_match` / `get_partial_match` (docs/benchmarks.md, LooGLE): the whole
+    As LooGLE's `get_exact_match` / `get_partial_match` (docs/benchmarks.md §4): the whole
     answer must be a dict literal, else no mask matches. Exact: the predicted value equals the
     reference string. Partial: its whitespace-token set meets the reference's. A value that is
     not a string (a list, a number, None) matches nothing; the official partial match crashes on

@@ -261,7 +261,7 @@ def ruler_aggregate(scored: pd.DataFrame, benchmark_name: str) -> dict[str, Any]
 def parse_literal_dict(text: str) -> dict[Any, Any] | None:
     """The whole of `text` read as one Python literal, if that literal is a dict, else None.
 
-    LooGLE's official scorer `eval`s the whole answer (docs/benchmarks.md, LooGLE). On every
+    LooGLE's official scorer `eval`s the whole answer (docs/benchmarks.md §4). On every
     literal, `ast.literal_eval` accepts and rejects exactly what `eval` does (same parser, same
     leading-space rule), but it never runs code: an expression such as `"a" + "b"` is rejected
     here where `eval` would compute it. Text around the dict, a code fence, JSON `null`/`true`

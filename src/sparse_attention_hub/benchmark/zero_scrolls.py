@@ -4,7 +4,7 @@ Test gold answers are private (leaderboard only). With `split="test"` (default) 
 each task reports its size and mean response length with `"scored": false`, and the job writes a
 leaderboard file per task, `leaderboard_<task>.json` = `{id: prediction}`, next to metrics.json.
 `split="validation"` (about 20 rows per task, gold in `output`) is scored as the official metric
-code of the `tau/zero_scrolls` repository scores it (docs/benchmarks.md, ZeroSCROLLS).
+code of the `tau/zero_scrolls` repository scores it (docs/benchmarks.md §6).
 
 Local copy (`data_path`): a directory holding `<task>.jsonl` per task or one `default.jsonl` (or
 `<split>.jsonl`) with every task in a `task` column; rows in the hub schema (`context`, `question`,
