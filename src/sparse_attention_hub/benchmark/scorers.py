@@ -9,6 +9,7 @@ import logging
 import re
 import string
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -268,7 +269,9 @@ def parse_literal_dict(text: str) -> dict[Any, Any] | None:
     or two dicts make the answer unparsable, as in the official scorer.
     """
     try:
-        value = ast.literal_eval(text)
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a generated string
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = ast.literal_eval(text)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
