@@ -115,7 +115,12 @@ def test_each_answer_is_reported_as_soon_as_it_exists(adapter: hf.ModelAdapterHF
     assert [(i, a) for i, a, _, _ in reported] == list(enumerate(answers))
     # question k is reported after the context prefill and its own 6 forwards, before the next
     assert [n for _, _, n, _ in reported] == [1 + 6 * (k + 1) for k in range(len(QUESTIONS))]
+    timings = [info.pop("timing") for *_, info in reported]
     assert all(info == response.info for *_, info in reported)
+    # each answer says what it cost; the first one also pays the context prefill
+    assert [t["tokens_generated"] for t in timings] == [6] * len(QUESTIONS)
+    assert ["context_prefill_s" in t for t in timings] == [True] + [False] * (len(QUESTIONS) - 1)
+    assert all(t["question_prefill_s"] >= 0 and t["decode_s"] >= 0 for t in timings)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,11 @@ class RequestResponse:
 
 
 AnswerCallback = Callable[[int, str, Mapping[str, Any]], None]
-"""`on_answer(question_index, answer, request_info)`: called as each question finishes."""
+"""`on_answer(question_index, answer, info)`: called as each question finishes.
+
+`info` holds the request's facts (`truncated_tokens`, `context_tokens`) and, from adapters that
+measure them, this answer's `timing` (`question_prefill_s`, `decode_s`, `tokens_generated`, and
+`context_prefill_s` when this call prefilled the context itself)."""
 
 
 class ModelAdapter(ABC):
@@ -80,8 +85,28 @@ class ModelAdapter(ABC):
         """The model's tokenizer; synthetic benchmarks size their samples with it."""
         raise NotImplementedError(f"{type(self).__name__} exposes no tokenizer")
 
-    def start_statistics(self, path: Any) -> None:  # noqa: B027 - optional hook
-        """Begin a fresh attention-statistics file for a job (no-op for adapters without one)."""
+    @contextmanager
+    def shared_context(self, request: Request, request_kwargs: Mapping[str, Any]) -> Iterator[Any]:
+        """Prefill `request`'s context once for several sparse configs (DESIGN.md, Bundles).
+
+        While the block is open, `process_request` calls for a request with the same context
+        (any config, any questions) answer from this one prefill, so a bundle of jobs pays one
+        context prefill per request. Yields `{"context_prefill_s", "context_tokens"}`, or None
+        from adapters that cannot share (each call then prefills on its own, as without it).
+        At most one shared context is held: its cache is freed when the block ends.
+        """
+        yield None
+
+    def start_statistics(self, path: Any) -> Any:
+        """Begin a fresh attention-statistics file for a job; returns that job's recorder.
+
+        The returned handle (None for adapters without statistics) is what `use_statistics`
+        takes to switch back to this job when several jobs interleave on one adapter.
+        """
+        return None
+
+    def use_statistics(self, handle: Any) -> None:  # noqa: B027 - optional hook
+        """Record the following requests into the job recorder `start_statistics` returned."""
 
     def statistics_summary(self) -> dict[str, Any]:
         """Aggregated attention statistics of the current job (density, output error)."""

@@ -12,7 +12,10 @@ import gc
 import inspect
 import logging
 import numbers
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -76,7 +79,8 @@ class ModelAdapterHF(ModelAdapter):
         self.model_name = model_name
         self.source = resolve_model_source(model_name)  # cheap: a bad name fails before loading
         self.device = parse_device(device)
-        self.stats = make_stats(stats_options)
+        self.stats_options = dict(stats_options or {})
+        self.stats = make_stats(self.stats_options)
         self.sparse_attention_config: ResearchAttentionConfig | None = None
         self.set_sparse_attention_config(
             sparse_attention_config
@@ -100,6 +104,7 @@ class ModelAdapterHF(ModelAdapter):
         with attention_mode(self.model, AttentionRun()):
             pass  # a model that cannot switch attention fails here, not at its first question
         self.eos_ids = eos_token_ids(self.model.generation_config, self._tokenizer)
+        self._shared: _SharedContext | None = None  # the one context prefilled for a bundle
         logger.info(
             "loaded %s (%s) on %s, dtype %s",
             model_name,
@@ -142,13 +147,20 @@ class ModelAdapterHF(ModelAdapter):
                 "empty prompt: the request has no context tokens and an empty question"
             )
         stats = self._active_stats()
-        info = {
+        info: dict[str, Any] = {
             "truncated_tokens": encoded.truncated_tokens,
             "context_tokens": len(encoded.context_ids),
         }
         answers: list[str] = []
         with torch.inference_mode():
-            context = self._prefill_context(encoded.context_ids)
+            shared = self._shared
+            prefill_s: float | None = None
+            if shared is not None and shared.ids == encoded.context_ids:
+                context = shared.context  # prefilled once for every config of the bundle
+            else:
+                t0 = time.perf_counter()
+                context = self._prefill_context(encoded.context_ids)
+                prefill_s = time.perf_counter() - t0
             state = self._new_state()
             for index, (question_id, ids) in enumerate(
                 zip(question_ids, encoded.question_ids, strict=True)
@@ -160,12 +172,37 @@ class ModelAdapterHF(ModelAdapter):
                     # in the request (a resumed job asks only the pending questions)
                     state.begin_question(question_id, 0)
                 run = AttentionRun(self.sparse_attention_config, state, stats)
-                answers.append(self._answer(ids, context, options, run, question_id, index))
+                answer, timing = self._answer(ids, context, options, run, question_id, index)
+                answers.append(answer)
                 if stats is not None:
                     stats.flush()
+                if prefill_s is not None and index == 0:
+                    timing["context_prefill_s"] = prefill_s
                 if on_answer is not None:
-                    on_answer(index, answers[-1], info)
+                    on_answer(index, answer, {**info, "timing": timing})
         return RequestResponse(answers[0] if isinstance(request.questions, str) else answers, info)
+
+    @contextmanager
+    def shared_context(self, request: Request, request_kwargs: Mapping[str, Any]) -> Iterator[Any]:
+        """Prefill the request's context (dense) once; `process_request` reuses it meanwhile."""
+        if self.model is None:
+            raise RuntimeError(f"adapter for {self.model_name!r} was closed")
+        encoded = encode_request(
+            self._tokenizer,
+            request.context,
+            [],
+            request.answer_prefix,
+            parse_request_kwargs(request_kwargs),
+        )
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            context = self._prefill_context(encoded.context_ids)
+        seconds = time.perf_counter() - t0
+        self._shared = _SharedContext(encoded.context_ids, context)
+        try:
+            yield {"context_prefill_s": seconds, "context_tokens": len(encoded.context_ids)}
+        finally:
+            self._shared = None  # one context cache per adapter at a time: freed here
 
     # ----- one question --------------------------------------------------------------------
     def _prefill_context(self, ids: list[int]) -> PrefilledContext:
@@ -182,12 +219,13 @@ class ModelAdapterHF(ModelAdapter):
         run: AttentionRun,
         question_id: str,
         index: int,
-    ) -> str:
-        """Question prefill then decode, all in our attention mode; returns the decoded answer."""
+    ) -> tuple[str, dict[str, Any]]:
+        """Question prefill then decode, all in our attention mode: (answer, its timing)."""
         choose = TokenChooser(options, question_id)
         stops = options.stops
         generated: list[int] = []
         cache = context.cache
+        t0 = time.perf_counter()
         with attention_mode(self.model, run):
             position = context.length
             logits = context.last_logits
@@ -195,6 +233,7 @@ class ModelAdapterHF(ModelAdapter):
                 self._label(run, question_id, index, "question_prefill", 0)
                 logits = self._forward(ids, cache, position)
                 position += len(ids)
+            t1 = time.perf_counter()
             if logits is None:  # no context and no question tokens (checked before the prefill)
                 raise ValueError("empty prompt")
             for step in range(1, options.max_new_tokens + 1):
@@ -209,7 +248,12 @@ class ModelAdapterHF(ModelAdapter):
                 self._label(run, question_id, index, "decode", step)
                 logits = self._forward([token], cache, position)
                 position += 1
-        return cut_at_stop(self._decode(generated), stops)[0]
+        timing = {
+            "question_prefill_s": t1 - t0,
+            "decode_s": time.perf_counter() - t1,
+            "tokens_generated": len(generated),
+        }
+        return cut_at_stop(self._decode(generated), stops)[0], timing
 
     def _forward(self, ids: list[int], cache: Any, start: int) -> torch.Tensor:
         """One forward over `ids` at positions start..start+len-1; last-position logits (vocab,)."""
@@ -240,9 +284,16 @@ class ModelAdapterHF(ModelAdapter):
         """Sparse configs record per-call statistics; dense runs record nothing (density 1)."""
         return None if self.sparse_attention_config is None else self.stats
 
-    def start_statistics(self, path: Any) -> None:
-        """Begin a job: fresh statistics buffer and file (`<path>/attention_stats.jsonl`)."""
+    def start_statistics(self, path: Any) -> AttentionStats:
+        """Begin a job: a fresh recorder and file (`<path>/attention_stats.jsonl`), made active."""
+        self.stats = make_stats(self.stats_options)
         self.stats.start(path)
+        return self.stats
+
+    def use_statistics(self, handle: Any) -> None:
+        """Make a job's recorder (from `start_statistics`) the active one again."""
+        if handle is not None:
+            self.stats = handle
 
     def statistics_summary(self) -> dict[str, Any]:
         """Density / output error of the current job; dense says 1.0 and 0.0 explicitly."""
@@ -272,6 +323,14 @@ class ModelAdapterHF(ModelAdapter):
         gc.collect()
         if torch.cuda.is_available():  # a device_map may have placed it on GPUs besides `device`
             torch.cuda.empty_cache()
+
+
+@dataclass
+class _SharedContext:
+    """A context prefilled by `shared_context`: its token ids and its cache."""
+
+    ids: list[int]
+    context: PrefilledContext
 
 
 def cache_kwarg(model: Any) -> str:

@@ -19,8 +19,10 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from sparse_attention_hub.adapters.base import ModelAdapter, Request
+from sparse_attention_hub.benchmark.bundle import JobTarget, Plan, run_jobs, timing_totals
 from sparse_attention_hub.benchmark.grouping import RequestGroup, group_requests, limit_groups
 from sparse_attention_hub.benchmark.results_io import (
+    PredictionKey,
     append_predictions,
     prediction_key,
     read_predictions,
@@ -77,6 +79,13 @@ class Benchmark(ABC):
     def bind_adapter(self, adapter: ModelAdapter) -> None:  # noqa: B027 - optional hook
         """Called before loading; synthetic benchmarks take the model's tokenizer here."""
 
+    def estimated_work(self) -> float | None:
+        """Samples x context tokens of this instance, known without loading (None: unknown).
+
+        The scheduler runs the costliest jobs first with it; it orders, it never limits.
+        """
+        return None
+
     def options(self) -> dict[str, Any]:
         """Parameters that change the generated rows (recorded in config.json and fingerprints)."""
         return {"data_path": str(self.data_path) if self.data_path else None}
@@ -124,19 +133,30 @@ class Benchmark(ABC):
     ) -> dict[str, Any]:
         """Generate the missing predictions, then score everything saved; returns the metrics.
 
+        One job with the adapter's active sparse config: `run_jobs` with a single target.
         Predictions are keyed by (subset, sample_id): subsets that share ids (LongBench-v2's
         `0shot` and `cot`) can run in one call; an id repeated inside one subset is refused.
         """
-        generation_kwargs = dict(generation_kwargs or {})
-        request_kwargs = dict(request_kwargs or {})
+        outcome: list[dict[str, Any] | BaseException] = []
+        run_jobs(
+            self,
+            adapter,
+            [JobTarget(Path(result_dir), job_info=job_info)],
+            generation_kwargs or {},
+            request_kwargs or {},
+            lambda index, result: outcome.append(result),
+        )
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def prepare_requests(self, adapter: ModelAdapter, request_kwargs: Mapping[str, Any]) -> Plan:
+        """The samples, their keys and the requests to run, shared by every job of a bundle."""
         unknown = sorted(set(request_kwargs) - set(REQUEST_KWARGS))
         if unknown:
             raise ConfigError(
                 f"unknown request_kwargs {unknown}; allowed: {', '.join(REQUEST_KWARGS)}"
             )
-        result_path = Path(result_dir)
-        result_path.mkdir(parents=True, exist_ok=True)
-
         self.bind_adapter(adapter)
         samples = self.load_samples()
         keys = pd.Series(
@@ -151,43 +171,55 @@ class Benchmark(ABC):
                 f"{self.benchmark_name}: sample ids must be unique within a subset, but "
                 f"{repeated.nunique()} repeat (e.g. {sample_id!r} in subset {subset!r})"
             )
-        groups = group_requests(samples)
-        groups = limit_groups(groups, request_kwargs.get("max_requests"))
+        groups = limit_groups(group_requests(samples), request_kwargs.get("max_requests"))
         selected = samples.loc[[i for g in groups for i in g.row_indices]]
+        return Plan(samples, keys, groups, selected)
 
+    def open_job(
+        self,
+        adapter: ModelAdapter,
+        result_path: Path,
+        plan: Plan,
+        generation_kwargs: Mapping[str, Any],
+        request_kwargs: Mapping[str, Any],
+        job_info: Mapping[str, Any] | None,
+    ) -> tuple[dict[PredictionKey, dict[str, Any]], Any]:
+        """Record the job's config, read its saved predictions, start its statistics.
+
+        Returns (predictions so far, the adapter's statistics handle for this job).
+        """
+        result_path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(
             result_path / "config.json",
             self._config_record(adapter, generation_kwargs, request_kwargs, job_info),
         )
-        predictions_file = result_path / "predictions.jsonl"
-        done = read_predictions(predictions_file)
-        todo = [g for g in groups if any(keys[i] not in done for i in g.row_indices)]
+        done = read_predictions(result_path / "predictions.jsonl")
         logger.info(
-            "%s: %d samples, %d already predicted, %d requests to run",
+            "%s: %d samples, %d already predicted",
             self.benchmark_name,
-            len(selected),
-            sum(keys[i] in done for i in selected.index),
-            len(todo),
+            len(plan.selected),
+            sum(plan.keys[i] in done for i in plan.selected.index),
         )
-        adapter.start_statistics(result_path / "attention_stats.jsonl")
-        for group in todo:
-            pending = [i for i in group.row_indices if keys[i] not in done]
-            self._run_group(
-                adapter,
-                samples.loc[pending],
-                group,
-                generation_kwargs,
-                request_kwargs,
-                lambda record: self._save(predictions_file, done, record),
-            )
+        statistics = adapter.start_statistics(result_path / "attention_stats.jsonl")
+        return done, statistics
 
-        results = selected.copy()
-        results["prediction"] = [done[keys[i]]["prediction"] for i in results.index]
+    def finish_job(
+        self,
+        adapter: ModelAdapter,
+        result_path: Path,
+        plan: Plan,
+        done: Mapping[PredictionKey, Mapping[str, Any]],
+    ) -> dict[str, Any]:
+        """raw_results.csv, scores, metrics.json (with statistics and `timing`) of a job."""
+        results = plan.selected.copy()
+        records = [done[plan.keys[i]] for i in results.index]
+        results["prediction"] = [record["prediction"] for record in records]
         write_raw_results(result_path / "raw_results.csv", results)
 
         scored, metrics = self._score(results)
         metrics.update(adapter.statistics_summary())
-        counts = samples.groupby("task").size().to_dict()
+        metrics["timing"] = timing_totals(records)
+        counts = plan.samples.groupby("task").size().to_dict()
         for task, entry in metrics.get("tasks", {}).items():
             if isinstance(entry, dict) and task in counts:
                 entry.setdefault("n_available", int(counts[task]))
@@ -197,7 +229,7 @@ class Benchmark(ABC):
         write_json_atomic(result_path / "metrics.json", metrics)
         return metrics
 
-    def _run_group(
+    def run_group(
         self,
         adapter: ModelAdapter,
         rows: pd.DataFrame,
@@ -205,8 +237,13 @@ class Benchmark(ABC):
         generation_kwargs: Mapping[str, Any],
         request_kwargs: Mapping[str, Any],
         save: Callable[[dict[str, Any]], None],
+        context_share: Mapping[str, float] | None = None,
     ) -> None:
-        """One request for the still-missing questions of a group; each answer saved as it comes."""
+        """One request for the still-missing questions of a group; each answer saved as it comes.
+
+        `context_share` (this job's share of a context prefill done for a whole bundle) goes
+        into the timing of the group's first saved answer.
+        """
         ids = [str(v) for v in rows["sample_id"]]
         request = Request(
             context=group.context,
@@ -222,9 +259,20 @@ class Benchmark(ABC):
         saved: set[int] = set()
 
         def record(index: int, answer: str, info: Mapping[str, Any]) -> None:
-            entry = {"subset": group.subset, "sample_id": ids[index], "prediction": answer}
+            entry: dict[str, Any] = {
+                "subset": group.subset,
+                "sample_id": ids[index],
+                "prediction": answer,
+            }
             if info.get("truncated_tokens") is not None:
                 entry["truncated_tokens"] = info["truncated_tokens"]
+            timing = dict(info.get("timing") or {})
+            if "context_prefill_s" in timing:  # the adapter prefilled this context itself
+                timing.setdefault("contexts_prefilled", 1.0)
+            if context_share and not saved:
+                timing.update(context_share)
+            if timing:
+                entry["timing"] = timing
             save(entry)
             saved.add(index)
 
@@ -237,7 +285,7 @@ class Benchmark(ABC):
                 record(index, answer, response.info)
 
     @staticmethod
-    def _save(
+    def save_prediction(
         path: Path, done: dict[tuple[str, str], dict[str, Any]], record: dict[str, Any]
     ) -> None:
         append_predictions(path, [record])

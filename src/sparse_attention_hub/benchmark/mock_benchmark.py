@@ -102,5 +102,8 @@ class MockBenchmark(Benchmark):
             metrics["tasks"][str(task)]["n_correct"] = int(rows["correct"].sum())
         return metrics
 
+    def estimated_work(self) -> float:
+        return float(sum(len(context.split()) for _, context, _, _ in ROWS))
+
     def subset_metrics(self) -> dict[str, str]:
         return {SUBSET: "accuracy (answer contained in prediction)"}

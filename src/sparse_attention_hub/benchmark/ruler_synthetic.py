@@ -103,6 +103,10 @@ class RulerSynthetic(Benchmark):
     def subset_metrics(self) -> dict[str, str]:
         return {task: "string_match_all" for task in self.all_datasets}
 
+    def estimated_work(self) -> float:
+        """num_samples rows per length and subset, each about its length in tokens."""
+        return float(len(self.subsets_to_run) * self.num_samples * sum(self.context_lengths))
+
     def bind_adapter(self, adapter: ModelAdapter) -> None:
         """Size samples with the evaluated model's tokenizer unless one was given.
 
