@@ -18,6 +18,7 @@ from sparse_attention_hub.executor import (
     plan,
     spec_from_dict,
 )
+from sparse_attention_hub.executor.bundles import Bundle
 from sparse_attention_hub.executor.testing import (
     answered,
     executions,
@@ -117,7 +118,12 @@ def test_sigkilled_worker_is_replaced_and_its_job_resumes_on_retry(base: Path) -
     """Killed during its 2nd of 3 requests: the retry generates only what was not saved."""
     faults = {"/b/": {"action": "kill", "on_request": 2}}
     spec = make_spec(base, sparse=["a", "b", "c"], faults=faults, delay_s=0.05)
-    results = BenchmarkExecutor(max_concurrent_runs=2, base_result_dir=base / "results").run(spec)
+    executor = (
+        BenchmarkExecutor(  # one job per worker: only b's worker dies (bundles: test_bundles)
+            max_concurrent_runs=2, base_result_dir=base / "results", share_prefill=False
+        )
+    )
+    results = executor.run(spec)
     assert results.ok, results.to_dict()
     killed = next(r for r in results.records if r.sparse_config == "b")
     assert killed.attempts == 2
@@ -238,7 +244,7 @@ def test_gpu_slot_pins_its_device_before_torch_starts(
         pids = {e.worker: e.payload["pid"] for e in events if e.kind == "ready"}
         # /proc/PID/environ is the environment the process was started with (not later changes)
         initial = {w: environ_at_start(pid) for w, pid in pids.items()}
-        backend.submit(0, job, attempt=1)
+        backend.submit(0, Bundle((job,), (1,)))
         while not any(e.kind in ("finished", "raised", "died") for e in events):
             events += backend.wait(30.0)
     finally:
@@ -290,7 +296,7 @@ def test_job_sent_to_a_worker_that_just_died_is_retried_not_a_crash(base: Path) 
         os.kill(events[0].payload["pid"], signal.SIGKILL)
         while process.is_alive():
             time.sleep(0.02)
-        backend.submit(0, job, attempt=1)  # the pipe is broken: must not raise
+        backend.submit(0, Bundle((job,), (1,)))  # the pipe is broken: must not raise
         events = backend.wait(30.0)
     finally:
         backend.shutdown(force=True)

@@ -10,6 +10,7 @@ from filelock import FileLock
 
 from sparse_attention_hub.executor import plan, spec_from_dict
 from sparse_attention_hub.executor.backends import BackendEvent, Slot
+from sparse_attention_hub.executor.bundles import Bundle
 from sparse_attention_hub.executor.plan import Job
 from sparse_attention_hub.executor.progress import RunRecorder
 from sparse_attention_hub.executor.scheduler import LOCK_FILE, Scheduler
@@ -17,32 +18,40 @@ from sparse_attention_hub.executor.testing import experiment, read_events
 
 
 class FakeBackend:
-    """Finishes each submitted job on the next wait; `fail` maps job ids to failures to report."""
+    """Ends each job of a submitted bundle on the next wait; `fail` maps job ids to failures.
+
+    `log` has one (worker, job id, attempt) per job dispatched; `bundles` the job ids per bundle.
+    """
 
     def __init__(self, workers: int, fail: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.slots = [Slot(i, "cpu") for i in range(workers)]
         self.fail = fail or {}
-        self.pending: list[tuple[int, Job, int]] = []
+        self.pending: list[tuple[int, Bundle]] = []
         self.log: list[tuple[int, str, int]] = []
+        self.bundles: list[list[str]] = []
 
     def start(self) -> None:
         pass
 
-    def submit(self, worker: int, job: Job, attempt: int) -> None:
-        self.pending.append((worker, job, attempt))
-        self.log.append((worker, job.job_id, attempt))
+    def submit(self, worker: int, bundle: Bundle) -> None:
+        self.pending.append((worker, bundle))
+        self.bundles.append(bundle.job_ids)
+        self.log += [
+            (worker, j.job_id, a) for j, a in zip(bundle.jobs, bundle.attempts, strict=True)
+        ]
 
     def wait(self, timeout: float) -> list[BackendEvent]:
         events = []
-        for worker, job, _ in self.pending:
-            events.append(BackendEvent(worker, "started", {"job_id": job.job_id}))
-            failures = self.fail.get(job.job_id)
-            if failures:
-                events.append(BackendEvent(worker, "raised", {"failure": failures.pop(0)}))
-            else:
-                events.append(
-                    BackendEvent(worker, "finished", {"job_id": job.job_id, "duration_s": 1.0})
-                )
+        for worker, bundle in self.pending:
+            events.append(BackendEvent(worker, "started", {"bundle_id": bundle.bundle_id}))
+            for job in bundle.jobs:
+                failures = self.fail.get(job.job_id)
+                if failures:
+                    payload = {"job_id": job.job_id, "failure": failures.pop(0)}
+                    events.append(BackendEvent(worker, "raised", payload))
+                else:
+                    payload = {"job_id": job.job_id, "duration_s": 1.0}
+                    events.append(BackendEvent(worker, "finished", payload))
         self.pending = []
         return events
 
@@ -156,7 +165,7 @@ def test_stale_job_rerun_resets_once_and_retries_from_its_new_partial_state(
 
     class PartialThenDie(FakeBackend):
         def wait(self, timeout: float) -> list[BackendEvent]:
-            if self.pending and self.pending[0][2] == 1:  # attempt 1 leaves partial results
+            if self.pending and self.pending[0][1].attempts[0] == 1:  # attempt 1: partial results
                 (job.result_dir / "config.json").write_text(
                     json.dumps({"job": {"fingerprint": job.fingerprint}})
                 )

@@ -8,8 +8,29 @@ from typing import Any
 import pytest
 
 from sparse_attention_hub.executor import plan, spec_from_dict
+from sparse_attention_hub.executor.bundles import Bundle
+from sparse_attention_hub.executor.plan import Job
 from sparse_attention_hub.executor.testing import FaultAdapter, experiment, loads_by_pid
 from sparse_attention_hub.executor.worker import Worker
+
+
+def execute(worker: Worker, job: Job, attempt: int = 1) -> dict[str, Any]:
+    """Run `job` alone; its one ending message as `{"kind": ..., **payload}`."""
+    ended: list[dict[str, Any]] = []
+    notify = worker.notify
+
+    def note(kind: str, payload: dict[str, Any]) -> None:
+        if kind in ("finished", "raised"):
+            ended.append({"kind": kind, **payload})
+        notify(kind, payload)
+
+    worker.notify = note
+    try:
+        worker.execute(Bundle((job,), (attempt,)))
+    finally:
+        worker.notify = notify
+    assert len(ended) == 1 and ended[0]["job_id"] == job.job_id
+    return ended[0]
 
 
 def test_worker_swaps_sparse_configs_and_reloads_only_on_model_switch(tmp_path: Path) -> None:
@@ -19,7 +40,7 @@ def test_worker_swaps_sparse_configs_and_reloads_only_on_model_switch(tmp_path: 
     worker = Worker(0, "cpu", notify=lambda kind, payload: notes.append((kind, payload)))
     adapters = []
     for job in jobs:
-        assert worker.execute(job, attempt=1)["kind"] == "finished"
+        assert execute(worker, job)["kind"] == "finished"
         adapters.append(worker.adapter)
     assert (
         adapters[0] is adapters[1] and adapters[2] is adapters[3] and adapters[1] is not adapters[2]
@@ -38,7 +59,7 @@ def test_worker_passes_each_jobs_sparse_config(tmp_path: Path) -> None:
     worker = Worker(0, "cpu")
     seen = []
     for job in plan(spec):
-        worker.execute(job, attempt=1)
+        execute(worker, job)
         assert isinstance(worker.adapter, FaultAdapter)
         seen.append(worker.adapter.sparse_attention_config)
     assert seen[0] is None
@@ -49,11 +70,11 @@ def test_worker_survives_a_raising_job(tmp_path: Path) -> None:
     faults = {"/bad/": {"action": "raise", "exc": "builtins.KeyError", "times": 1}}
     jobs = plan(spec_from_dict(experiment(tmp_path, sparse=["bad", "good"], faults=faults)))
     worker = Worker(0, "cpu")
-    first = worker.execute(jobs[0], attempt=1)
+    first = execute(worker, jobs[0])
     assert first["kind"] == "raised" and first["failure"]["category"] == "other"
     assert first["failure"]["exc_type"] == "builtins.KeyError"
-    assert worker.execute(jobs[1], attempt=1)["kind"] == "finished"
-    assert worker.execute(jobs[0], attempt=2)["kind"] == "finished"  # the fault fired once
+    assert execute(worker, jobs[1])["kind"] == "finished"
+    assert execute(worker, jobs[0], attempt=2)["kind"] == "finished"  # the fault fired once
 
 
 def test_model_on_another_device_is_refused_and_closed(
@@ -76,7 +97,7 @@ def test_model_on_another_device_is_refused_and_closed(
     )
     (job,) = plan(spec_from_dict(experiment(tmp_path)))
     worker = Worker(0, "cpu")
-    outcome = worker.execute(job, attempt=1)
+    outcome = execute(worker, job)
     assert outcome["kind"] == "raised" and outcome["failure"]["category"] == "model_load"
     assert "meta" in outcome["failure"]["message"]
     assert closed == ["m1"] and worker.adapter is None
@@ -99,5 +120,5 @@ def test_each_subset_is_read_once_per_worker(
     monkeypatch.setattr(cls, "load_subset", counting)
     jobs = plan(spec_from_dict(experiment(tmp_path, models=["a", "b"], sparse=["x", "y"])))
     worker = Worker(0, "cpu")
-    assert [worker.execute(job, attempt=1)["kind"] for job in jobs] == ["finished"] * 4
+    assert [execute(worker, job)["kind"] for job in jobs] == ["finished"] * 4
     assert reads == ["reading_comprehension"]

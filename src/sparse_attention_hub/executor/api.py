@@ -66,6 +66,7 @@ class BenchmarkExecutor:
         rerun_failed: bool = False,
         rerun_stale: bool = False,
         progress: bool | None = None,
+        share_prefill: bool = True,
     ) -> None:
         try:
             self.execution = ExecutionConfig(
@@ -75,6 +76,7 @@ class BenchmarkExecutor:
                 job_timeout_s=job_timeout_s,
                 gpu_memory_fraction=gpu_memory_fraction,
                 backend=backend,
+                share_prefill=share_prefill,
             )
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "BenchmarkExecutor")) from None
@@ -154,6 +156,7 @@ class BenchmarkExecutor:
             to_run=len(todo),
             backend=self.execution.backend,
             slots=[s.device for s in slots],
+            share_prefill=self.execution.share_prefill,
         )
         scheduler = Scheduler(
             todo,
@@ -164,6 +167,7 @@ class BenchmarkExecutor:
             reset={j.job_id for j in todo if j.state == JobState.STALE},
             already_done=sum(j.state == JobState.COMPLETE for j in jobs),
             total=len(jobs),
+            share_prefill=self.execution.share_prefill,
         )
         t0 = time.monotonic()
         try:

@@ -138,6 +138,7 @@ class JobRecord:
     duration_s: float | None = None
     category: str | None = None
     error: str | None = None
+    timing: dict[str, float] | None = None  # the job's metrics `timing`, when it ran here
 
 
 @dataclass
@@ -172,6 +173,14 @@ class ExecutionResults:
             counts[record.state] = counts.get(record.state, 0) + 1
         return counts
 
+    def timing_totals(self) -> dict[str, float]:
+        """Each timing entry summed over the jobs that ran in this run (prefill, decode, ...)."""
+        totals: dict[str, float] = {}
+        for record in self.records:
+            for key, value in (record.timing or {}).items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
+
     def results_frame(self) -> pd.DataFrame:
         """The tidy results.csv as a DataFrame."""
         import pandas as pd
@@ -185,6 +194,7 @@ class ExecutionResults:
             "wall_s": self.wall_s,
             "interrupted": self.interrupted,
             "counts": self.counts(),
+            "timing": self.timing_totals(),
             "failures": [asdict(r) for r in self.failed],
             "jobs": [asdict(r) for r in self.records],
             **self.extra,

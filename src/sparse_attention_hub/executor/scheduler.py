@@ -1,9 +1,13 @@
-"""The dispatch loop: hand queued jobs to free workers, watch them, retry, record.
+"""The dispatch loop: hand queued bundles to free workers, watch them, retry, record.
 
-Backend-agnostic: it sees workers only through the backend protocol. A free worker gets the
-first queued job for the model it already holds, else one for a model no worker holds, else the
-first job. A job runs only while this process holds its lock, so two executors on one result
-dir never run the same job. After locking, the job's state is read again: if another run changed
+Backend-agnostic: it sees workers only through the backend protocol. The queue holds groups of
+jobs that differ only in their sparse config (one group per job without `share_prefill`), split
+while workers would idle, costliest first (`executor.bundles`). A free worker gets the first
+queued group for the model it already holds, else one for a model no worker holds, else the
+first; the jobs of it this process can lock travel as one `Bundle`. Each job of a bundle ends
+on its own (finished or raised); a worker that dies or times out ends every job of its bundle
+still running, and those are retried together. A job runs only while this process holds its
+lock, so two executors on one result dir never run the same job. After locking, the job's state is read again: if another run changed
 it since planning (finished it, possibly with other parameters, or recorded its failure), the job
 is left as that run left it, never resumed from or overwritten.
 """
@@ -18,6 +22,14 @@ from dataclasses import dataclass, field
 from filelock import FileLock, Timeout
 
 from sparse_attention_hub.executor.backends import Backend, BackendEvent
+from sparse_attention_hub.executor.bundles import (
+    Bundle,
+    bundle_key,
+    estimate,
+    form_groups,
+    longest_first,
+    split_for_workers,
+)
 from sparse_attention_hub.executor.failures import (
     CUDA_OOM,
     Failure,
@@ -36,12 +48,24 @@ LOCK_RETRY_S = 1.0
 
 
 @dataclass
-class _Running:
+class _Member:
     job: Job
     attempt: int
     lock: FileLock
+
+
+@dataclass
+class _Running:
+    bundle: Bundle
+    members: dict[str, _Member]  # the jobs of the bundle not ended yet, by id
     dispatched: float
     started: float | None = None
+
+    def deadline(self, job_timeout_s: float) -> float | None:
+        """A bundle of n jobs may take n job timeouts (its jobs run interleaved)."""
+        if self.started is None:
+            return None
+        return self.started + job_timeout_s * len(self.bundle.jobs)
 
 
 @dataclass
@@ -72,15 +96,21 @@ class Scheduler:
         already_done: int = 0,
         total: int | None = None,
         poll_s: float = 0.2,
+        share_prefill: bool = True,
     ) -> None:
-        self.queue = list(jobs)
         self.backend = backend
+        self.share_prefill = share_prefill
         self.recorder = recorder
         self.max_retries = max_retries
         self.job_timeout_s = job_timeout_s
         self.reset = set(reset or ())
         self.poll_s = poll_s
         self.workers = {s.worker: _WorkerView(s.device) for s in backend.slots}
+        self.estimates = {job.job_id: estimate(job) for job in jobs}
+        self.queue: list[list[Job]] = longest_first(
+            split_for_workers(form_groups(jobs, share_prefill), len(self.workers), self.estimates),
+            self.estimates,
+        )
         self.failures: dict[str, list[Failure]] = {}
         self.outcome = Outcome()
         self.already_done = already_done
@@ -111,11 +141,14 @@ class Scheduler:
         except KeyboardInterrupt:
             self.outcome.interrupted = True
             logger.warning("interrupted: stopping dispatch and ending workers")
-            self.recorder.event("interrupted", running=[r.job.job_id for r in self._running()])
+            self.recorder.event(
+                "interrupted", running=[i for r in self._running() for i in r.members]
+            )
         finally:
             self.backend.shutdown(force=not drained)
             for running in self._running():
-                running.lock.release()
+                for member in running.members.values():
+                    member.lock.release()
             self._publish(force=True)
         return self.outcome
 
@@ -126,60 +159,91 @@ class Scheduler:
         timeout = self.poll_s if self.queue else 1.0
         if self.job_timeout_s is not None:
             for running in self._running():
-                if running.started is not None:
-                    left = running.started + self.job_timeout_s - time.monotonic()
-                    timeout = min(timeout, max(0.0, left))
+                deadline = running.deadline(self.job_timeout_s)
+                if deadline is not None:
+                    timeout = min(timeout, max(0.0, deadline - time.monotonic()))
         return timeout
 
     # ----- dispatch ------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        idle = sum(view.running is None for view in self.workers.values())
+        if idle > len(self.queue):  # fewer groups than idle workers: split rather than idle
+            self.queue = split_for_workers(self.queue, idle, self.estimates)
         for worker, view in self.workers.items():
             if view.running is not None or not self.queue:
                 continue
             picked = self._pick(view)
             if picked is None:
                 return
-            job, lock = picked
-            attempt = len(self.failures.get(job.job_id, [])) + 1
-            if job.job_id in self.reset:
-                reset_job_dir(job.result_dir)  # --rerun-stale: the old results go
-                self.reset.discard(job.job_id)
-                self.expected[job.job_id] = "pending"
-            view.running = _Running(job, attempt, lock, time.monotonic())
-            view.model_key = job.model_key
-            self.backend.submit(worker, job, attempt)
-            self.recorder.event("job_dispatched", job_id=job.job_id, worker=worker, attempt=attempt)
+            members = []
+            for job, lock in picked:
+                attempt = len(self.failures.get(job.job_id, [])) + 1
+                if job.job_id in self.reset:
+                    reset_job_dir(job.result_dir)  # --rerun-stale: the old results go
+                    self.reset.discard(job.job_id)
+                    self.expected[job.job_id] = "pending"
+                members.append(_Member(job, attempt, lock))
+            bundle = Bundle(tuple(m.job for m in members), tuple(m.attempt for m in members))
+            view.running = _Running(bundle, {m.job.job_id: m for m in members}, time.monotonic())
+            view.model_key = bundle.jobs[0].model_key
+            self.backend.submit(worker, bundle)
+            if len(members) > 1:
+                self.recorder.event(
+                    "bundle_dispatched",
+                    bundle=bundle.bundle_id,
+                    job_ids=bundle.job_ids,
+                    worker=worker,
+                )
+            for member in members:
+                self.recorder.event(
+                    "job_dispatched",
+                    job_id=member.job.job_id,
+                    worker=worker,
+                    attempt=member.attempt,
+                    bundle=bundle.bundle_id,
+                )
 
-    def _pick(self, view: _WorkerView) -> tuple[Job, FileLock] | None:
+    def _pick(self, view: _WorkerView) -> list[tuple[Job, FileLock]] | None:
+        """The lockable jobs of the first group this worker should take (None: nothing now)."""
         held = {w.model_key for w in self.workers.values() if w is not view}
         preferences: list[Callable[[Job], bool]] = [
             lambda j: j.model_key == view.model_key,
             lambda j: j.model_key not in held,
             lambda j: True,
         ]
-        now = time.monotonic()
         for prefer in preferences:
-            for job in [j for j in self.queue if prefer(j)]:
-                if self._locked_until.get(job.job_id, 0.0) > now:
-                    continue
-                lock = self._try_lock(job)
-                if lock is None:
-                    continue
-                state = job_state(job.result_dir, job.fingerprint)
-                expected = self.expected.get(job.job_id, state)
-                if state != expected:
-                    lock.release()  # another executor finished (or failed) it meanwhile
-                    self.queue.remove(job)
-                    self._record(job, state, ran=False)
-                    self.recorder.event(
-                        "job_skipped",
-                        job_id=job.job_id,
-                        reason=f"another run left it {state} (planned {expected})",
-                    )
-                    continue
-                self.queue.remove(job)
-                return job, lock
+            for group in [g for g in self.queue if prefer(g[0])]:
+                picked = self._lock_group(group)
+                if picked:
+                    return picked
         return None
+
+    def _lock_group(self, group: list[Job]) -> list[tuple[Job, FileLock]]:
+        """Lock what can be locked of `group` and take it off the queue; the rest stays."""
+        now = time.monotonic()
+        picked: list[tuple[Job, FileLock]] = []
+        for job in list(group):
+            if self._locked_until.get(job.job_id, 0.0) > now:
+                continue
+            lock = self._try_lock(job)
+            if lock is None:
+                continue
+            group.remove(job)
+            state = job_state(job.result_dir, job.fingerprint)
+            expected = self.expected.get(job.job_id, state)
+            if state != expected:
+                lock.release()  # another executor finished (or failed) it meanwhile
+                self._record(job, state, ran=False)
+                self.recorder.event(
+                    "job_skipped",
+                    job_id=job.job_id,
+                    reason=f"another run left it {state} (planned {expected})",
+                )
+                continue
+            picked.append((job, lock))
+        if not group:
+            self.queue.remove(group)
+        return picked
 
     def _try_lock(self, job: Job) -> FileLock | None:
         job.result_dir.mkdir(parents=True, exist_ok=True)
@@ -206,48 +270,62 @@ class Scheduler:
             )
         elif event.kind == "started" and running is not None:
             running.started = time.monotonic()
-            self.recorder.event(
-                "job_started",
-                job_id=running.job.job_id,
-                worker=event.worker,
-                pid=view.pid,
-                device=view.device,
-                model=running.job.model,
-                attempt=running.attempt,
-            )
+            for member in running.members.values():
+                self.recorder.event(
+                    "job_started",
+                    job_id=member.job.job_id,
+                    worker=event.worker,
+                    pid=view.pid,
+                    device=view.device,
+                    model=member.job.model,
+                    attempt=member.attempt,
+                    bundle=running.bundle.bundle_id,
+                )
         elif event.kind in ("model_loaded", "dataset_loaded"):
             self.recorder.event(event.kind, worker=event.worker, pid=view.pid, **payload)
         elif event.kind == "finished" and running is not None:
-            view.running = None
-            running.lock.release()
+            ended = _take(running, payload)
+            if ended is None:
+                return
+            self._end_if_done(view)
+            ended.lock.release()
             self.durations.append(float(payload.get("duration_s", 0.0)))
             self._record(
-                running.job,
+                ended.job,
                 "complete",
                 ran=True,
-                attempts=running.attempt,
+                attempts=ended.attempt,
                 duration_s=payload.get("duration_s"),
+                timing=payload.get("timing"),
             )
             self.recorder.event(
                 "job_finished",
-                job_id=running.job.job_id,
+                job_id=ended.job.job_id,
                 worker=event.worker,
                 duration_s=payload.get("duration_s"),
                 overall=payload.get("overall"),
+                bundle=running.bundle.bundle_id,
             )
         elif event.kind == "raised" and running is not None:
-            view.running = None
+            ended = _take(running, payload)
+            if ended is None:
+                return
+            self._end_if_done(view)
             failure = Failure(**payload["failure"])
             if failure.category == CUDA_OOM:
-                view.model_key = None  # the worker dropped its model
-            self._attempt_failed(running, failure, event.worker)
+                view.model_key = None  # the worker drops its model after the bundle
+            self._attempts_failed([ended], failure, event.worker)
         elif event.kind == "died":
             self.recorder.event("worker_died", worker=event.worker, pid=view.pid, **payload)
             view.pid, view.model_key, view.running = None, None, None
-            if running is not None:
-                self._attempt_failed(
-                    running, failure_from_exit(payload.get("exitcode")), event.worker
-                )
+            if running is not None and running.members:
+                failure = failure_from_exit(payload.get("exitcode"))
+                self._attempts_failed(list(running.members.values()), failure, event.worker)
+
+    @staticmethod
+    def _end_if_done(view: _WorkerView) -> None:
+        if view.running is not None and not view.running.members:
+            view.running = None  # every job of the bundle ended: the worker is free
 
     def _check_timeouts(self) -> None:
         if self.job_timeout_s is None:
@@ -255,43 +333,57 @@ class Scheduler:
         now = time.monotonic()
         for worker, view in self.workers.items():
             running = view.running
-            if running is None or running.started is None:
+            if running is None:
                 continue
-            if now - running.started > self.job_timeout_s:
+            deadline = running.deadline(self.job_timeout_s)
+            if deadline is not None and now > deadline:
                 logger.warning(
-                    "job %s passed its %.0f s timeout", running.job.job_id, self.job_timeout_s
+                    "bundle %s passed its %.0f s timeout (%.0f s per job)",
+                    running.bundle.bundle_id,
+                    deadline - (running.started or now),
+                    self.job_timeout_s,
                 )
                 self.backend.cancel(worker)
                 view.pid, view.model_key, view.running = None, None, None
-                self._attempt_failed(running, failure_from_timeout(self.job_timeout_s), worker)
+                failure = failure_from_timeout(self.job_timeout_s)
+                self._attempts_failed(list(running.members.values()), failure, worker)
 
-    def _attempt_failed(self, running: _Running, failure: Failure, worker: int) -> None:
-        job = running.job
-        running.lock.release()
-        attempts = self.failures.setdefault(job.job_id, [])
-        attempts.append(failure)
-        fields = {
-            "job_id": job.job_id,
-            "worker": worker,
-            "attempt": running.attempt,
-            "category": failure.category,
-            "exc_type": failure.exc_type,
-            "message": failure.message,
-        }
-        if retryable(failure.category) and len(attempts) <= self.max_retries:
-            self.queue.insert(0, job)
-            self.recorder.event("job_retried", **fields)
-            return
-        write_failure(job.result_dir, job.fingerprint, attempts)
-        self._record(
-            job,
-            "failed",
-            ran=True,
-            attempts=len(attempts),
-            category=failure.category,
-            error=f"{failure.exc_type}: {failure.message}",
-        )
-        self.recorder.event("job_failed", **fields)
+    def _attempts_failed(self, members: list[_Member], failure: Failure, worker: int) -> None:
+        """Each job's attempt failed: retried (together, first in the queue) or recorded."""
+        retry: list[Job] = []
+        for member in members:
+            job = member.job
+            member.lock.release()
+            attempts = self.failures.setdefault(job.job_id, [])
+            attempts.append(failure)
+            fields = {
+                "job_id": job.job_id,
+                "worker": worker,
+                "attempt": member.attempt,
+                "category": failure.category,
+                "exc_type": failure.exc_type,
+                "message": failure.message,
+            }
+            if retryable(failure.category) and len(attempts) <= self.max_retries:
+                retry.append(job)
+                self.recorder.event("job_retried", **fields)
+                continue
+            write_failure(job.result_dir, job.fingerprint, attempts)
+            self._record(
+                job,
+                "failed",
+                ran=True,
+                attempts=len(attempts),
+                category=failure.category,
+                error=f"{failure.exc_type}: {failure.message}",
+            )
+            self.recorder.event("job_failed", **fields)
+        for group in reversed(form_groups(retry, self.share_prefill)):
+            front = self.queue[0] if self.queue else None
+            if self.share_prefill and front and bundle_key(front[0]) == bundle_key(group[0]):
+                front += group  # jobs of one bundle that raised one by one retry together
+            else:
+                self.queue.insert(0, group)
 
     def _record(self, job: Job, state: str, ran: bool, **fields: object) -> None:
         self.outcome.records[job.job_id] = JobRecord(
@@ -309,17 +401,19 @@ class Scheduler:
     def _publish(self, force: bool = False) -> None:
         states = [r.state for r in self.outcome.records.values()]
         running = self._running()
+        running_jobs = sum(len(r.members) for r in running)
+        queued = sum(len(group) for group in self.queue)
         counts = {
             "complete": self.already_done + states.count("complete"),
             "failed": states.count("failed"),
-            "running": len(running),
-            "queued": len(self.queue),
+            "running": running_jobs,
+            "queued": queued,
         }
         now = time.monotonic()
         mean = sum(self.durations) / len(self.durations) if self.durations else None
         eta = None
         if mean is not None:
-            eta = (len(self.queue) + len(running)) * mean / max(1, len(self.workers))
+            eta = (queued + running_jobs) * mean / max(1, len(self.workers))
         self.recorder.status(
             {
                 "total": self.total,
@@ -332,8 +426,9 @@ class Scheduler:
                         "worker": worker,
                         "device": view.device,
                         "pid": view.pid,
-                        "job": view.running.job.job_id if view.running else None,
-                        "attempt": view.running.attempt if view.running else None,
+                        "job": view.running.bundle.bundle_id if view.running else None,
+                        "jobs": list(view.running.members) if view.running else [],
+                        "attempt": max(view.running.bundle.attempts) if view.running else None,
                         "running_s": now - view.running.dispatched if view.running else None,
                     }
                     for worker, view in self.workers.items()
@@ -341,3 +436,9 @@ class Scheduler:
             },
             force=force,
         )
+
+
+def _take(running: _Running, payload: dict[str, object]) -> _Member | None:
+    """The bundle member an event names, removed from those still running."""
+    job_id = str(payload.get("job_id"))
+    return running.members.pop(job_id) if job_id in running.members else None

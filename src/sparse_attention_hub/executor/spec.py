@@ -122,6 +122,8 @@ class ExecutionConfig(BaseModel):
     job_timeout_s: float | None = Field(default=None, gt=0, strict=True)
     gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1, strict=True)
     backend: Literal["local", "debug"] = "local"
+    # jobs that differ only in their sparse config run as one bundle: one context prefill each
+    share_prefill: bool = True
 
     @field_validator("gpu_ids", mode="before")
     @classmethod

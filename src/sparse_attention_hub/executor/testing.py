@@ -25,6 +25,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,22 +50,23 @@ class FaultAdapter(ScriptedAdapter):
         self.faults: dict[str, dict[str, Any]] = (
             json.loads(Path(faults).read_text()) if faults else {}
         )
-        self.job_dir: Path | None = None
-        self.rule: dict[str, Any] = {}
+        self.job: _JobRun | None = None  # the job whose requests come now (bundles interleave)
         self.hold: Any = None  # memory taken by an `allocate` fault
-        self.requests = 0  # requests of the current job run
 
-    def start_statistics(self, path: Any) -> None:
-        """run_benchmark calls this once per job with a path inside the job dir."""
-        self.job_dir = Path(path).parent
-        with open(self.job_dir / EXECUTIONS_LOG, "a") as handle:
+    def start_statistics(self, path: Any) -> _JobRun:
+        """Called once per job with a path inside the job dir; returns that job's handle."""
+        job_dir = Path(path).parent
+        with open(job_dir / EXECUTIONS_LOG, "a") as handle:
             handle.write(f"{os.getpid()}\n")
-        self.rule = next((r for pat, r in self.faults.items() if pat in str(self.job_dir)), {})
-        self.requests = 0
-        self.delay_s = float(self.rule.get("delay_s", self.base_delay_s))
+        rule = next((r for pat, r in self.faults.items() if pat in str(job_dir)), {})
+        self.job = _JobRun(job_dir, rule, float(rule.get("delay_s", self.base_delay_s)))
         if self.device.startswith("cuda"):
-            self._probe_device(self.job_dir)
-        time.sleep(float(self.rule.get("job_s", 0.0)))
+            self._probe_device(job_dir)
+        time.sleep(float(rule.get("job_s", 0.0)))
+        return self.job
+
+    def use_statistics(self, handle: Any) -> None:
+        self.job = handle
 
     def _probe_device(self, job_dir: Path) -> None:
         import torch
@@ -85,36 +87,56 @@ class FaultAdapter(ScriptedAdapter):
         request_kwargs: Mapping[str, Any],
         on_answer: AnswerCallback | None = None,
     ) -> RequestResponse:
-        self.requests += 1
-        action = self.rule.get("action")
-        due = self.requests == int(self.rule.get("on_request", 1))
-        if action and due and self.job_dir is not None and self._claim_fault(self.job_dir):
+        job = self.job
+        if job is None:  # used outside a benchmark run: no job, no faults
+            return super().process_request(request, generation_kwargs, request_kwargs)
+        job.requests += 1
+        rule = job.rule
+        action = rule.get("action")
+        due = job.requests == int(rule.get("on_request", 1))
+        if action and due and self._claim_fault(job.job_dir, rule):
             if action == "allocate":
                 import torch
 
-                size = int(float(self.rule.get("gb", 1)) * 2**30)
+                size = int(float(rule.get("gb", 1)) * 2**30)
                 self.hold = torch.empty(size, dtype=torch.uint8, device=self.device)
             elif action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             elif action == "hang":
                 time.sleep(3600)
             elif action == "raise":
-                module, _, name = str(self.rule.get("exc", "builtins.RuntimeError")).rpartition(".")
+                module, _, name = str(rule.get("exc", "builtins.RuntimeError")).rpartition(".")
                 raise getattr(importlib.import_module(module), name)("injected fault")
-        response = super().process_request(request, generation_kwargs, request_kwargs)
-        if self.job_dir is not None:
-            with open(self.job_dir / ANSWERED_LOG, "a") as handle:
-                handle.write("".join(f"{sample_id}\n" for sample_id in request.ids()))
-        return response
+        time.sleep(job.delay_s)
+        answers = []
+        for index, (question_id, question) in enumerate(
+            zip(request.ids(), request.question_list(), strict=True)
+        ):
+            answers.append(self._answer(request.context, question))
+            with open(job.job_dir / ANSWERED_LOG, "a") as handle:  # just before it is saved
+                handle.write(f"{question_id}\n")
+            if on_answer is not None:
+                on_answer(index, answers[-1], {})
+        return RequestResponse(answers[0] if isinstance(request.questions, str) else answers)
 
-    def _claim_fault(self, job_dir: Path) -> bool:
+    def _claim_fault(self, job_dir: Path, rule: Mapping[str, Any]) -> bool:
         fired = job_dir / _FIRED
         count = len(fired.read_text().splitlines()) if fired.exists() else 0
-        if count >= int(self.rule.get("times", 1)):
+        if count >= int(rule.get("times", 1)):
             return False
         with open(fired, "a") as handle:
             handle.write(f"{os.getpid()}\n")
         return True
+
+
+@dataclass
+class _JobRun:
+    """One job's run on the fault adapter: its dir, its fault rule, its requests so far."""
+
+    job_dir: Path
+    rule: dict[str, Any]
+    delay_s: float
+    requests: int = 0
 
 
 def fault_adapter(

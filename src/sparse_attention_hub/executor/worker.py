@@ -1,7 +1,8 @@
-"""What a worker does with a job, whatever process it lives in (local backend child, or in-process).
+"""What a worker does with a bundle, whatever process it lives in (local child, Ray actor, in-process).
 
-A worker keeps its model across jobs of that model and swaps only the sparse config; it frees
-the model when the next job needs another one. Each benchmark subset is loaded once per worker
+A bundle is jobs that differ only in their sparse config: the worker walks their requests once,
+one context prefill each (`benchmark.bundle`). A worker keeps its model across bundles of that
+model and swaps only the sparse config; it frees the model when the next one needs another. Each benchmark subset is loaded once per worker
 (per model, for benchmarks that size their samples with the model's tokenizer).
 """
 
@@ -12,14 +13,16 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from sparse_attention_hub.adapters.base import ModelAdapter
 from sparse_attention_hub.benchmark.base import Benchmark
+from sparse_attention_hub.benchmark.bundle import JobTarget, run_jobs
 from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
 from sparse_attention_hub.errors import ModelLoadError
+from sparse_attention_hub.executor.bundles import Bundle
 from sparse_attention_hub.executor.failures import (
     CUDA_OOM,
     OTHER,
@@ -39,7 +42,7 @@ def now_iso() -> str:
 
 
 class Worker:
-    """Runs jobs one at a time on one device, holding at most one model."""
+    """Runs bundles one at a time on one device, holding at most one model."""
 
     def __init__(
         self, worker_id: int, device: str, notify: Notify | None = None, label: str | None = None
@@ -52,22 +55,99 @@ class Worker:
         self.model_key: str | None = None
         self._benchmarks: dict[str, Benchmark] = {}
 
-    def execute(self, job: Job, attempt: int) -> dict[str, Any]:
-        """Run one job; the process boundary: any exception becomes a `raised` message."""
-        try:
-            return {"kind": "finished", **self.run(job, attempt)}
-        except Exception as exc:  # the worker survives its job's failure; the parent decides
-            failure = failure_from_exception(exc)
-            logger.error("job %s failed: %s", job.job_id, failure.message)
-            if failure.category == CUDA_OOM:
-                self.release_model()  # a half-allocated model is no use to the next job
-            return {"kind": "raised", "failure": failure.to_dict()}
+    def execute(self, bundle: Bundle) -> None:
+        """Run a bundle; the process boundary: every outcome is a message, nothing is raised.
 
-    def run(self, job: Job, attempt: int) -> dict[str, Any]:
+        Messages (through `notify`): `started` {bundle_id, job_ids}, then for each job exactly
+        one `finished` {job_id, duration_s, overall, timing} or `raised` {job_id, failure}, in
+        the order the jobs end; `model_loaded` / `dataset_loaded` as they happen.
+        """
+        self.notify("started", {"bundle_id": bundle.bundle_id, "job_ids": bundle.job_ids})
+        reported: set[int] = set()
+        oom = False
+
+        def report(index: int, result: Mapping[str, Any] | BaseException) -> None:
+            nonlocal oom
+            job = bundle.jobs[index]
+            reported.add(index)
+            if isinstance(result, BaseException):
+                failure = failure_from_exception(result)
+                oom = oom or failure.category == CUDA_OOM
+                logger.error("job %s failed: %s", job.job_id, failure.message)
+                self.notify("raised", {"job_id": job.job_id, "failure": failure.to_dict()})
+            else:
+                self.notify("finished", {"job_id": job.job_id, **result})
+
+        try:
+            self.run(bundle, report)
+        except Exception as exc:  # before or between the jobs: it ends every job not yet ended
+            for index in range(len(bundle.jobs)):
+                if index not in reported:
+                    report(index, exc)
+        if oom:
+            self.release_model()  # a half-allocated model is no use to the next job
+
+    def run(
+        self,
+        bundle: Bundle,
+        report: Callable[[int, Mapping[str, Any] | BaseException], None],
+    ) -> None:
+        """Load (or keep) the model and the data, then walk the bundle's requests once."""
         started, t0 = now_iso(), time.perf_counter()
-        adapter = self._adapter_for(job)
-        benchmark = self._benchmark_for(job, adapter)
-        job_info = {
+        first = bundle.jobs[0]
+        adapter = self._adapter_for(first)
+        benchmark = self._benchmark_for(first, adapter)
+        targets = [
+            JobTarget(job.result_dir, job.sparse_config, self._job_info(job, attempt, bundle))
+            for job, attempt in zip(bundle.jobs, bundle.attempts, strict=True)
+        ]
+
+        def done(index: int, result: dict[str, Any] | BaseException) -> None:
+            if isinstance(result, BaseException):
+                report(index, result)
+                return
+            job, attempt = bundle.jobs[index], bundle.attempts[index]
+            duration = time.perf_counter() - t0
+            try:
+                write_manifest(
+                    job.result_dir,
+                    {
+                        "job_id": job.job_id,
+                        "fingerprint": job.fingerprint,
+                        "inputs": job.inputs,
+                        "model": job.model,
+                        "sparse_config": job.sparse_name,
+                        "benchmark": job.benchmark,
+                        "subset": job.subset,
+                        "attempt": attempt,
+                        "worker": self.worker_id,
+                        "pid": os.getpid(),
+                        "device": self.label,
+                        "bundle": bundle.job_ids,
+                        "started_at": started,
+                        "finished_at": now_iso(),
+                        "duration_s": duration,
+                        "overall": result.get("overall"),
+                        "timing": result.get("timing"),
+                    },
+                )
+            except Exception as exc:  # a job boundary: its manifest failed, not its bundle
+                report(index, exc)
+                return
+            report(
+                index,
+                {
+                    "duration_s": duration,
+                    "overall": result.get("overall"),
+                    "timing": result.get("timing"),
+                },
+            )
+
+        run_jobs(benchmark, adapter, targets, first.generation_kwargs, first.request_kwargs, done)
+
+    def _job_info(self, job: Job, attempt: int, bundle: Bundle) -> dict[str, Any]:
+        """What config.json records about the job run."""
+        return {
             "job_id": job.job_id,
             "fingerprint": job.fingerprint,
             "inputs": job.inputs,  # what the fingerprint hashes: says why a later plan is stale
@@ -76,32 +156,8 @@ class Worker:
             "attempt": attempt,
             "worker": self.worker_id,
             "device": self.label,
+            "bundle": bundle.job_ids,
         }
-        metrics = benchmark.run_benchmark(
-            adapter, job.result_dir, job.generation_kwargs, job.request_kwargs, job_info
-        )
-        duration = time.perf_counter() - t0
-        write_manifest(
-            job.result_dir,
-            {
-                "job_id": job.job_id,
-                "fingerprint": job.fingerprint,
-                "inputs": job.inputs,
-                "model": job.model,
-                "sparse_config": job.sparse_name,
-                "benchmark": job.benchmark,
-                "subset": job.subset,
-                "attempt": attempt,
-                "worker": self.worker_id,
-                "pid": os.getpid(),
-                "device": self.label,
-                "started_at": started,
-                "finished_at": now_iso(),
-                "duration_s": duration,
-                "overall": metrics.get("overall"),
-            },
-        )
-        return {"duration_s": duration, "overall": metrics.get("overall")}
 
     # ----- model --------------------------------------------------------------------------
     def _adapter_for(self, job: Job) -> ModelAdapter:

@@ -1,7 +1,10 @@
-"""How jobs run: a small protocol (start, submit, wait, cancel, shutdown) and its backends.
+"""How bundles run: a small protocol (start, submit, wait, cancel, shutdown) and its backends.
 
-The scheduler decides *which* worker gets *which* job; a backend only owns the workers: `local`
-(spawned long-lived processes), `debug` (in-process, so pdb works) and, later, `ray`.
+The scheduler decides *which* worker gets *which* bundle (jobs that share their context prefills,
+`executor.bundles.Bundle`); a backend only owns the workers: `local` (spawned long-lived
+processes), `debug` (in-process, so pdb works) and `ray`. A backend never looks inside a bundle:
+it hands it to `Worker.execute(bundle)` in the worker's process and passes on, unchanged, every
+`notify(kind, payload)` that call makes, adding only its own `ready` and `died`.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sparse_attention_hub.executor.plan import Job
+from sparse_attention_hub.executor.bundles import Bundle
 from sparse_attention_hub.registry import Registry
 
-# Event kinds a backend reports: ready (a worker started), started (it took its job),
-# model_loaded, dataset_loaded, finished, raised (the job raised), died (the process ended).
+# Event kinds a backend reports: ready {pid, device} (a worker started) and died {exitcode} (its
+# process ended) from the backend itself; from `Worker.execute`: started {bundle_id, job_ids},
+# model_loaded, dataset_loaded, and per job one finished {job_id, ...} or raised {job_id, failure}.
+# A bundle is over when each of its jobs has finished or raised (or its worker died).
 EVENT_KINDS = ("ready", "started", "model_loaded", "dataset_loaded", "finished", "raised", "died")
 
 
@@ -39,14 +44,14 @@ class Backend(Protocol):
     def start(self) -> None:
         """Start every worker (they may still be initialising when this returns)."""
 
-    def submit(self, worker: int, job: Job, attempt: int) -> None:
-        """Hand `job` to the idle `worker`."""
+    def submit(self, worker: int, bundle: Bundle) -> None:
+        """Hand `bundle` to the idle `worker` (it runs `Worker.execute(bundle)` there)."""
 
     def wait(self, timeout: float) -> list[BackendEvent]:
         """Events since the last call, waiting up to `timeout` seconds for the first one."""
 
     def cancel(self, worker: int) -> None:
-        """Stop the job on `worker` now (kill it) and put a fresh worker in its slot."""
+        """Stop the bundle on `worker` now (kill it) and put a fresh worker in its slot."""
 
     def shutdown(self, force: bool = False) -> None:
         """End every worker: politely when idle, at once when `force`."""

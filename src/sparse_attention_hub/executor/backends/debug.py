@@ -1,6 +1,6 @@
 """The in-process backend: one worker in the caller's process, so breakpoints and pdb work.
 
-Jobs run synchronously inside `wait`; timeouts cannot be enforced and `cancel` is not possible.
+Bundles run synchronously inside `wait`; timeouts cannot be enforced and `cancel` is not possible.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from sparse_attention_hub.executor.backends import BACKENDS, BackendEvent, Slot
-from sparse_attention_hub.executor.plan import Job
+from sparse_attention_hub.executor.bundles import Bundle
 from sparse_attention_hub.executor.worker import Worker
 
 
@@ -19,7 +19,7 @@ class DebugBackend:
         self.slots = [Slot(0, slots[0].device if slots else "cpu")]
         self._events: list[BackendEvent] = []
         self._worker = Worker(0, self.slots[0].device, notify=self._notify)
-        self._job: tuple[Job, int] | None = None
+        self._bundle: Bundle | None = None
 
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         self._events.append(BackendEvent(0, kind, payload))
@@ -27,16 +27,13 @@ class DebugBackend:
     def start(self) -> None:
         self._notify("ready", {"pid": os.getpid(), "device": self.slots[0].device})
 
-    def submit(self, worker: int, job: Job, attempt: int) -> None:
-        self._job = (job, attempt)
+    def submit(self, worker: int, bundle: Bundle) -> None:
+        self._bundle = bundle
 
     def wait(self, timeout: float) -> list[BackendEvent]:
-        if self._job is not None:
-            job, attempt = self._job
-            self._job = None
-            self._notify("started", {"job_id": job.job_id, "attempt": attempt})
-            result = self._worker.execute(job, attempt)
-            self._notify(result.pop("kind"), {"job_id": job.job_id, **result})
+        if self._bundle is not None:
+            bundle, self._bundle = self._bundle, None
+            self._worker.execute(bundle)
         events, self._events = self._events, []
         return events
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from sparse_attention_hub.errors import ConfigError, SparseAttentionHubError
 from sparse_attention_hub.executor.backends import BACKENDS, BackendEvent, Slot
-from sparse_attention_hub.executor.plan import Job
+from sparse_attention_hub.executor.bundles import Bundle
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,11 @@ class LocalBackend:
         child_conn.close()
         self._handles[slot.worker] = _Handle(process, parent_conn)
 
-    def submit(self, worker: int, job: Job, attempt: int) -> None:
+    def submit(self, worker: int, bundle: Bundle) -> None:
         try:
-            self._handles[worker].conn.send(("job", job, attempt))
+            self._handles[worker].conn.send(("bundle", bundle))
         except OSError:  # it died since the last wait (BrokenPipe): its sentinel reports how
-            logger.warning("worker %d died before it could take %s", worker, job.job_id)
+            logger.warning("worker %d died before it could take its bundle", worker)
 
     def wait(self, timeout: float) -> list[BackendEvent]:
         waitables: list[Any] = []
@@ -224,10 +224,8 @@ def worker_main(
             break
         if message is None:
             break
-        _, job, attempt = message
-        conn.send(("started", {"job_id": job.job_id, "attempt": attempt}))
-        result = worker.execute(job, attempt)
-        conn.send((result.pop("kind"), {"job_id": job.job_id, **result}))
+        _, bundle = message
+        worker.execute(bundle)  # its every event goes to the parent through notify
     worker.release_model()
 
 
