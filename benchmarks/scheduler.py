@@ -1,6 +1,7 @@
 """How well the executor fills its slots, and what keeping the model loaded saves.
 
-    python benchmarks/scheduler.py             # 48 scripted jobs of mixed durations on 4 slots
+    python benchmarks/scheduler.py             # 48 scripted jobs of mixed durations on 4 slots,
+                                               # one job per dispatch, then as bundles
     python benchmarks/scheduler.py --smollm2   # also: 1 model x 4 sparse configs x 3 subsets on
                                                # SmolLM2, against reloading the model per job
 
@@ -17,63 +18,107 @@ import json
 import multiprocessing
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from sparse_attention_hub.executor import BenchmarkExecutor, plan, spec_from_dict
+from sparse_attention_hub.executor.bundles import Bundle
 from sparse_attention_hub.executor.testing import experiment, read_events
 from sparse_attention_hub.executor.worker import Worker
 
+FACTORY = "_scripted_work:scripted_work_adapter"
 
-def scripted(base: Path, jobs: int, slots: int, seed: int) -> None:
+
+def scripted(base: Path, jobs: int, slots: int, seed: int, share_prefill: bool) -> None:
+    """`jobs` = 4 sparse configs x jobs/4 subsets of mixed size; the plan knows each one's work."""
     rng = random.Random(seed)
+    sparse = ["s1", "s2", "s3", "s4"]
+    entries = []
+    for index in range(jobs // len(sparse)):
+        samples = rng.choice([1, 2, 4])
+        tokens = int(rng.choice([300, 600]) * rng.uniform(0.8, 1.2))
+        entries.append(
+            {
+                "name": "scripted_work",
+                "subsets": [f"w{index:02d}"],
+                "options": {"samples": samples, "context_tokens": tokens},
+            }
+        )
+    seconds_per_token = 0.001
     work = {
-        f"j{i:02d}": rng.choice([0.3, 0.6, 1.2, 2.4]) * rng.uniform(0.8, 1.2) for i in range(jobs)
+        f"w{i:02d}": e["options"]["samples"] * e["options"]["context_tokens"] * seconds_per_token
+        for i, e in enumerate(entries)
     }
-    faults = {f"/{name}/": {"job_s": seconds} for name, seconds in work.items()}
-    spec = spec_from_dict(experiment(base, sparse=list(work), faults=faults))
+    data = experiment(base, sparse=sparse, benchmarks=entries)
+    data["adapter"] = {
+        "factory": FACTORY,
+        "model_kwargs": {"seconds_per_token": seconds_per_token},
+    }
+    data["execution"] = {"share_prefill": share_prefill}
+    spec = spec_from_dict(data)
     t0 = time.perf_counter()
-    results = BenchmarkExecutor(max_concurrent_runs=slots, base_result_dir=base / "results").run(
-        spec
-    )
+    results = BenchmarkExecutor(
+        max_concurrent_runs=slots, base_result_dir=base / "results", share_prefill=share_prefill
+    ).run(spec)
     wall = time.perf_counter() - t0
     if not results.ok:
         raise SystemExit(f"scripted run failed: {results.counts()}")
 
+    def job_work(job: Any) -> float:
+        return work[job.subset]
+
+    planned = plan(spec)
+    total = sum(job_work(job) for job in planned)
     events = read_events(base / "results")
     started = [e for e in events if e["event"] == "job_started"]
     finished = [e for e in events if e["event"] == "job_finished"]
+    bundles = {e["bundle"] for e in started}
     makespan = max(e["t"] for e in finished) - min(e["t"] for e in started)
-    ideal = max(max(work.values()), sum(work.values()) / slots)
+    ideal = max(max(job_work(job) for job in planned), total / slots)
+    # a worker's gap: its bundle's last job finished -> its next bundle started
     gaps = []
     for worker in {e["worker"] for e in started}:
-        timeline = sorted((e["t"], e["event"]) for e in started + finished if e["worker"] == worker)
+        firsts = {}
+        for e in started:
+            if e["worker"] == worker:
+                firsts.setdefault(e["bundle"], e["t"])
+        lasts: dict[str, float] = {}
+        for e in finished:
+            if e["worker"] == worker:
+                lasts[e["bundle"]] = max(lasts.get(e["bundle"], 0.0), e["t"])
+        timeline = sorted(
+            [(t, "start") for t in firsts.values()] + [(t, "end") for t in lasts.values()]
+        )
         gaps += [
-            b[0] - a[0]
-            for a, b in itertools.pairwise(timeline)
-            if a[1] == "job_finished" and b[1] == "job_started"
+            b[0] - a[0] for a, b in itertools.pairwise(timeline) if (a[1], b[1]) == ("end", "start")
         ]
     extra = []
-    for job in plan(spec):
+    for job in planned:
         manifest = json.loads((job.result_dir / "manifest.json").read_text())
-        extra.append(manifest["duration_s"] - work[job.sparse_name])
+        bundled = len(manifest.get("bundle") or [job.job_id])
+        extra.append(manifest["duration_s"] / bundled - job_work(job))
     print(
-        f"scripted: {jobs} jobs on {slots} slots, total work {sum(work.values()):.1f}s, longest {max(work.values()):.2f}s"
+        f"scripted, share_prefill={str(share_prefill).lower()}: {len(planned)} jobs "
+        f"({len(bundles)} dispatches) on {slots} slots, total work {total:.1f}s, "
+        f"longest job {max(job_work(j) for j in planned):.2f}s"
     )
     print(
         f"  makespan (first start -> last finish) {makespan:.2f}s, ideal lower bound {ideal:.2f}s, "
         f"ratio {makespan / ideal:.3f}"
     )
     print(f"  wall incl. worker start-up and records {wall:.2f}s")
-    print(
-        f"  dispatch gap per job (finish -> next start on a worker): mean {1000 * statistics.mean(gaps):.1f} ms, "
-        f"max {1000 * max(gaps):.1f} ms"
-    )
+    if gaps:
+        print(
+            f"  dispatch gap (a worker's finish -> its next start): mean "
+            f"{1000 * statistics.mean(gaps):.1f} ms, max {1000 * max(gaps):.1f} ms, "
+            f"{1000 * sum(gaps) / len(planned):.1f} ms per job"
+        )
     print(
         f"  in-job overhead beyond scripted work (benchmark load/score/manifest): "
-        f"mean {1000 * statistics.mean(extra):.1f} ms"
+        f"mean {1000 * statistics.mean(extra):.1f} ms per job"
     )
 
 
@@ -99,7 +144,10 @@ def smollm2(base: Path, max_requests: int) -> None:
     }
     kept = spec_from_dict({**data, "result_dir": str(base / "kept")})
     t0 = time.perf_counter()
-    results = BenchmarkExecutor(max_concurrent_runs=1, base_result_dir=base / "kept").run(kept)
+    executor = BenchmarkExecutor(  # one job per dispatch, like the baselines (no shared prefill)
+        max_concurrent_runs=1, base_result_dir=base / "kept", share_prefill=False
+    )
+    results = executor.run(kept)
     kept_wall = time.perf_counter() - t0
     loads = [e for e in read_events(base / "kept") if e["event"] == "model_loaded"]
 
@@ -140,13 +188,19 @@ def smollm2(base: Path, max_requests: int) -> None:
 def run_fresh_worker(job: Any) -> float:
     """Run one job on a new Worker; returns its model-load seconds."""
     seconds: list[float] = []
-    worker = Worker(
-        0, "cpu", notify=lambda k, p: seconds.append(p["seconds"]) if k == "model_loaded" else None
-    )
-    outcome = worker.execute(job, attempt=1)
+    ended: list[tuple[str, dict[str, Any]]] = []
+
+    def note(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "model_loaded":
+            seconds.append(payload["seconds"])
+        elif kind in ("finished", "raised"):
+            ended.append((kind, payload))
+
+    worker = Worker(0, "cpu", notify=note)
+    worker.execute(Bundle((job,), (1,)))
     worker.release_model()
-    if outcome["kind"] != "finished":
-        raise SystemExit(f"baseline job failed: {outcome}")
+    if ended[0][0] != "finished":
+        raise SystemExit(f"baseline job failed: {ended[0][1]}")
     return seconds[0]
 
 
@@ -160,8 +214,10 @@ def main() -> None:
     )
     parser.add_argument("--max-requests", type=int, default=1)
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))  # _scripted_work (workers inherit sys.path)
     with tempfile.TemporaryDirectory(prefix="sah-sched-") as tmp:
-        scripted(Path(tmp) / "scripted", args.jobs, args.slots, args.seed)
+        scripted(Path(tmp) / "jobs", args.jobs, args.slots, args.seed, share_prefill=False)
+        scripted(Path(tmp) / "bundles", args.jobs, args.slots, args.seed, share_prefill=True)
         if args.smollm2:
             smollm2(Path(tmp) / "smollm2", args.max_requests)
 
