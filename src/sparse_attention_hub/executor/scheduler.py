@@ -242,7 +242,7 @@ class Scheduler:
                 continue
             picked.append((job, lock))
         if not group:
-            self.queue.remove(group)
+            self.queue = [g for g in self.queue if g is not group]
         return picked
 
     def _try_lock(self, job: Job) -> FileLock | None:
