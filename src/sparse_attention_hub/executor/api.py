@@ -63,6 +63,8 @@ class BenchmarkExecutor:
         job_timeout_s: float | None = None,
         gpu_memory_fraction: float | None = None,
         backend: str = "local",
+        ray_address: str | None = None,
+        runs_per_gpu: int = 1,
         rerun_failed: bool = False,
         rerun_stale: bool = False,
         progress: bool | None = None,
@@ -76,6 +78,8 @@ class BenchmarkExecutor:
                 job_timeout_s=job_timeout_s,
                 gpu_memory_fraction=gpu_memory_fraction,
                 backend=backend,
+                ray_address=ray_address,
+                runs_per_gpu=runs_per_gpu,
                 share_prefill=share_prefill,
             )
         except ValidationError as exc:
@@ -119,7 +123,12 @@ class BenchmarkExecutor:
 
     def plan(self, spec: ExperimentSpec) -> list[Job]:
         """The jobs with their states, after every check that needs no worker."""
-        return plan(spec, self.base_result_dir, gpu_ids=self.execution.gpu_ids)
+        return plan(
+            spec,
+            self.base_result_dir,
+            gpu_ids=self.execution.gpu_ids,
+            backend=self.execution.backend,
+        )
 
     def to_run(self, jobs: list[Job]) -> list[Job]:
         wanted = {JobState.PENDING}
@@ -147,7 +156,11 @@ class BenchmarkExecutor:
                 )
         slots = slot_layout(self.execution.gpu_ids, self.execution.max_concurrent_runs)
         backend = create_backend(
-            self.execution.backend, slots, gpu_memory_fraction=self.execution.gpu_memory_fraction
+            self.execution.backend,
+            slots,
+            gpu_memory_fraction=self.execution.gpu_memory_fraction,
+            ray_address=self.execution.ray_address,
+            runs_per_gpu=self.execution.runs_per_gpu,
         )
         recorder = RunRecorder(base, run_id, display=self._display())
         recorder.event(
@@ -155,7 +168,7 @@ class BenchmarkExecutor:
             planned=len(jobs),
             to_run=len(todo),
             backend=self.execution.backend,
-            slots=[s.device for s in slots],
+            slots=[s.device for s in backend.slots],
             share_prefill=self.execution.share_prefill,
         )
         scheduler = Scheduler(

@@ -100,16 +100,22 @@ def plan(
     result_dir: str | Path | None = None,
     gpu_ids: list[int] | None = None,
     device_count: int | None = None,
+    backend: str | None = None,
 ) -> list[Job]:
     """Every job of the matrix with its state; raises one ConfigError listing every problem.
 
     `gpu_ids`, when given, are checked against the CUDA devices that exist (`device_count`, or
-    counted with torch) in the same pass, so a wrong id is reported with everything else.
+    counted with torch) in the same pass, so a wrong id is reported with everything else; so is
+    a `backend` whose packages are missing (ray without the `ray` extra).
     """
     base = Path(result_dir if result_dir is not None else spec.result_dir).absolute()
     problems = _check_models(spec) + _check_result_dir(base)
     if gpu_ids:
         problems += _gpu_id_problems(gpu_ids, device_count)
+    if backend is not None:
+        from sparse_attention_hub.executor.backends import backend_problems
+
+        problems += backend_problems(backend)
     instances: dict[tuple[int, str], dict[str, Any]] = {}
     subsets_of: dict[int, list[str]] = {}
     for index, bench in enumerate(spec.benchmarks):

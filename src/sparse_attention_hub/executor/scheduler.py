@@ -74,6 +74,7 @@ class _WorkerView:
     pid: int | None = None
     model_key: str | None = None
     running: _Running | None = None
+    down: bool = False  # its replacement may never start (a Ray node left): no job until ready
 
 
 @dataclass
@@ -127,6 +128,7 @@ class Scheduler:
     def run(self) -> Outcome:
         if not self.queue:  # nothing to do: start no worker, but say so in status.json
             self._publish(force=True)
+            self.backend.shutdown()  # a Ray backend may hold a session it started
             return self.outcome
         drained = False  # only a loop that ran out of work may end its workers politely
         try:
@@ -166,11 +168,11 @@ class Scheduler:
 
     # ----- dispatch ------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        idle = sum(view.running is None for view in self.workers.values())
+        idle = sum(view.running is None and not view.down for view in self.workers.values())
         if idle > len(self.queue):  # fewer groups than idle workers: split rather than idle
             self.queue = split_for_workers(self.queue, idle, self.estimates)
         for worker, view in self.workers.items():
-            if view.running is not None or not self.queue:
+            if view.running is not None or view.down or not self.queue:
                 continue
             picked = self._pick(view)
             if picked is None:
@@ -264,7 +266,7 @@ class Scheduler:
         running = view.running
         payload = event.payload
         if event.kind == "ready":
-            view.pid = payload.get("pid")
+            view.pid, view.down = payload.get("pid"), False
             self.recorder.event(
                 "worker_started", worker=event.worker, pid=view.pid, device=view.device
             )
@@ -318,6 +320,7 @@ class Scheduler:
         elif event.kind == "died":
             self.recorder.event("worker_died", worker=event.worker, pid=view.pid, **payload)
             view.pid, view.model_key, view.running = None, None, None
+            view.down = bool(payload.get("wait_ready"))
             if running is not None and running.members:
                 failure = failure_from_exit(payload.get("exitcode"))
                 self._attempts_failed(list(running.members.values()), failure, event.worker)

@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from sparse_attention_hub.benchmark.base import REQUEST_KWARGS
@@ -121,7 +129,9 @@ class ExecutionConfig(BaseModel):
     max_retries: StrictInt = Field(default=1, ge=0)
     job_timeout_s: float | None = Field(default=None, gt=0, strict=True)
     gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1, strict=True)
-    backend: Literal["local", "debug"] = "local"
+    backend: Literal["local", "debug", "ray"] = "local"
+    ray_address: str | None = None  # ray: `auto`, `host:port`; None starts a local instance
+    runs_per_gpu: StrictInt = Field(default=1, ge=1)  # ray: each actor takes 1/runs_per_gpu GPU
     # jobs that differ only in their sparse config run as one bundle: one context prefill each
     share_prefill: bool = True
 
@@ -143,6 +153,21 @@ class ExecutionConfig(BaseModel):
         if len(set(ids)) != len(ids):
             raise ValueError(f"gpu ids must be unique, got {ids}")
         return ids
+
+    @model_validator(mode="after")
+    def _ray_options(self) -> ExecutionConfig:
+        if self.backend == "ray" and self.gpu_ids:
+            raise ValueError(
+                f"gpu_ids {self.gpu_ids} (--gpus) cannot be used with backend 'ray': its actors "
+                "take GPUs from the Ray cluster; remove gpu_ids and set max_concurrent_runs "
+                "(and runs_per_gpu for several runs sharing one GPU)"
+            )
+        if self.backend != "ray" and (self.ray_address is not None or self.runs_per_gpu != 1):
+            raise ValueError(
+                f"ray_address and runs_per_gpu are only used with backend 'ray', "
+                f"not {self.backend!r}"
+            )
+        return self
 
 
 SparseEntry = tuple[str, Any]

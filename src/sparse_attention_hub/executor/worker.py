@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from sparse_attention_hub.adapters.base import ModelAdapter
@@ -98,7 +99,12 @@ class Worker:
         adapter = self._adapter_for(first)
         benchmark = self._benchmark_for(first, adapter)
         targets = [
-            JobTarget(job.result_dir, job.sparse_config, self._job_info(job, attempt, bundle))
+            JobTarget(
+                job.result_dir,
+                job.sparse_config,
+                self._job_info(job, attempt, bundle),
+                on_saved=partial(self._answered, job.job_id),
+            )
             for job, attempt in zip(bundle.jobs, bundle.attempts, strict=True)
         ]
 
@@ -144,6 +150,9 @@ class Worker:
             )
 
         run_jobs(benchmark, adapter, targets, first.generation_kwargs, first.request_kwargs, done)
+
+    def _answered(self, job_id: str, record: Mapping[str, Any]) -> None:
+        self.notify("answered", {"job_id": job_id})
 
     def _job_info(self, job: Job, attempt: int, bundle: Bundle) -> dict[str, Any]:
         """What config.json records about the job run."""

@@ -18,9 +18,21 @@ from sparse_attention_hub.registry import Registry
 
 # Event kinds a backend reports: ready {pid, device} (a worker started) and died {exitcode} (its
 # process ended) from the backend itself; from `Worker.execute`: started {bundle_id, job_ids},
-# model_loaded, dataset_loaded, and per job one finished {job_id, ...} or raised {job_id, failure}.
-# A bundle is over when each of its jobs has finished or raised (or its worker died).
-EVENT_KINDS = ("ready", "started", "model_loaded", "dataset_loaded", "finished", "raised", "died")
+# model_loaded, dataset_loaded, answered {job_id} (a prediction was saved; the scheduler ignores
+# it, the Ray backend sends the job's new lines to the driver on it), and per job one finished
+# {job_id, ...} or raised {job_id, failure}. A bundle is over when each of its jobs has finished
+# or raised (or its worker died). A died payload with `wait_ready` keeps the slot out of dispatch
+# until its replacement reports ready (a Ray actor whose node left may never be placed).
+EVENT_KINDS = (
+    "ready",
+    "started",
+    "model_loaded",
+    "dataset_loaded",
+    "answered",
+    "finished",
+    "raised",
+    "died",
+)
 
 
 @dataclass(frozen=True)
@@ -68,13 +80,30 @@ def slot_layout(gpu_ids: list[int], max_concurrent_runs: int) -> list[Slot]:
     return [Slot(i, f"cuda:{gpu_ids[i % len(gpu_ids)]}") for i in range(max_concurrent_runs)]
 
 
+def backend_problems(name: str) -> list[str]:
+    """What keeps backend `name` from running here (a missing optional package), or []."""
+    if name != "ray":
+        return []
+    from sparse_attention_hub.executor.backends.ray import ray_problems
+
+    return ray_problems()
+
+
 def create_backend(name: str, slots: list[Slot], **options: Any) -> Backend:
     _register_builtin()
     return BACKENDS.get(name)(slots, **options)
 
 
 def _register_builtin() -> None:
-    from sparse_attention_hub.executor.backends import debug, local  # noqa: F401 - registers
+    from sparse_attention_hub.executor.backends import debug, local, ray  # noqa: F401 - registers
 
 
-__all__ = ["BACKENDS", "Backend", "BackendEvent", "Slot", "create_backend", "slot_layout"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendEvent",
+    "Slot",
+    "backend_problems",
+    "create_backend",
+    "slot_layout",
+]
