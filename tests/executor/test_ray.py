@@ -143,6 +143,7 @@ def test_sigkilled_actor_job_is_retried_elsewhere_and_no_sample_is_answered_twic
     assert {e["backend"] for e in events if e["event"] == "run_started"} == {"ray"}
     retried = [e for e in events if e["event"] == "job_retried"]
     assert [(e["job_id"], e["category"]) for e in retried] == [(victim, "worker_died")]
+    assert retried[0]["message"].startswith("worker process is gone (")  # Ray's error type
 
 
 def test_interrupt_leaves_a_resumable_tree(ray_session: None, base: Path) -> None:

@@ -83,9 +83,14 @@ def failure_from_exception(exc: BaseException) -> Failure:
     )
 
 
-def failure_from_exit(exitcode: int | None) -> Failure:
-    """A worker process that ended while holding a job (negative exit code = killed by signal)."""
-    if exitcode is not None and exitcode < 0:
+def failure_from_exit(exitcode: int | None, reason: str | None = None) -> Failure:
+    """A worker process that ended while holding a job (negative exit code = killed by signal).
+
+    `reason` is what a backend that sees no exit code knows instead (Ray: `ActorDiedError`).
+    """
+    if exitcode is None and reason:
+        how = f"is gone ({reason})"
+    elif exitcode is not None and exitcode < 0:
         try:
             how = f"killed by signal {signal.Signals(-exitcode).name}"
         except ValueError:

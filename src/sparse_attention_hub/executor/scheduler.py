@@ -322,7 +322,7 @@ class Scheduler:
             view.pid, view.model_key, view.running = None, None, None
             view.down = bool(payload.get("wait_ready"))
             if running is not None and running.members:
-                failure = failure_from_exit(payload.get("exitcode"))
+                failure = failure_from_exit(payload.get("exitcode"), payload.get("reason"))
                 self._attempts_failed(list(running.members.values()), failure, event.worker)
 
     @staticmethod
