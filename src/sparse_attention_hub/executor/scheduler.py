@@ -134,11 +134,11 @@ class Scheduler:
         try:
             self.backend.start()
             while self.queue or self._running():
-                self._dispatch()
+                self._dispatch()  # first after any event: a freed worker waits on nothing else
+                self._publish()
                 for event in self.backend.wait(self._wait_timeout()):
                     self._handle(event)
                 self._check_timeouts()
-                self._publish()
             drained = True
         except KeyboardInterrupt:
             self.outcome.interrupted = True
