@@ -105,9 +105,11 @@ def test_masks_our_function_receives_over_a_cached_context(
     seen: list[tuple[int, int, torch.Tensor | None]] = []
     real = attention_backend.dense_attention
 
-    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any, scaling: float) -> Any:
+    def spy(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any, scaling: float, *rest: Any
+    ) -> Any:
         seen.append((q.shape[2], k.shape[2], mask))
-        return real(q, k, v, mask, scaling)
+        return real(q, k, v, mask, scaling, *rest)
 
     monkeypatch.setattr(attention_backend, "dense_attention", spy)
     ids = torch.randint(

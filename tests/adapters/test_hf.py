@@ -236,9 +236,11 @@ def test_statistics(adapter: hf.ModelAdapterHF, tmp_path: Path) -> None:
     summary = adapter.statistics_summary()
     assert 0.0 < summary["density"]["overall"] < 1.0
     lines = (tmp_path / "attention_stats.jsonl").read_text().splitlines()
+    calls = [line for line in lines if '"question_totals"' not in line]
     layers = adapter.model.config.num_hidden_layers
-    assert len(lines) == 2 * 3 * layers  # 2 questions x (prefill + 2 decode steps) x layers
-    assert '"sample_id": "b"' in lines[-1] and '"phase": "decode"' in lines[-1]
+    assert len(calls) == 2 * 3 * layers  # 2 questions x (prefill + 2 decode steps) x layers
+    assert '"sample_id": "b"' in calls[-1] and '"phase": "decode"' in calls[-1]
+    assert len(lines) == len(calls) + 2  # and the totals of each question
 
 
 def test_describe(adapter: hf.ModelAdapterHF, tiny_llama_dir: Path) -> None:

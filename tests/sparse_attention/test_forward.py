@@ -20,6 +20,7 @@ from sparse_attention_hub.sparse_attention import (
     get_preset,
     sparse_attention_forward,
 )
+from sparse_attention_hub.sparse_attention.stats import TOTALS_KEY as QUESTION_TOTALS
 
 from .helpers import Shape, qkv, reference_attention
 
@@ -185,8 +186,14 @@ def test_stats_file_is_fresh_per_job_and_flushed(tmp_path: Path) -> None:
     assert path.read_text() == ""  # buffered until flush
     stats.flush()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [line["layer"] for line in lines] == [0, 1, 2]
-    assert all(line["sample_id"] == "a" and 0 < line["density"] < 1 for line in lines)
+    calls, totals = lines[:-1], lines[-1]
+    assert [line["layer"] for line in calls] == [0, 1, 2]
+    assert all(line["sample_id"] == "a" and 0 < line["density"] < 1 for line in calls)
+    assert totals["sample_id"] == "a" and totals[QUESTION_TOTALS]["layers"].keys() == {
+        "0",
+        "1",
+        "2",
+    }
     forward(get_preset("streaming"), stats, 0)  # left in the buffer ...
     stats.start(tmp_path)  # ... and dropped by the next job
     stats.flush()
@@ -202,7 +209,7 @@ def test_stats_start_accepts_the_file_path_a_benchmark_passes(tmp_path: Path) ->
     stats.set_context("a", 0, "question_prefill", 0)
     forward(get_preset("streaming"), stats)
     stats.flush()
-    assert target.is_file() and len(target.read_text().splitlines()) == 1
+    assert target.is_file() and len(target.read_text().splitlines()) == 2  # call + totals
 
 
 def test_sampling_factor_and_max_records_thin_only_the_file(tmp_path: Path) -> None:
@@ -212,8 +219,9 @@ def test_sampling_factor_and_max_records_thin_only_the_file(tmp_path: Path) -> N
     for layer in range(20):
         forward(get_preset("streaming"), stats, layer)
         stats.flush()
-    lines = (tmp_path / STATS_FILENAME).read_text().splitlines()
-    assert len(lines) == 7
+    lines = [json.loads(line) for line in (tmp_path / STATS_FILENAME).read_text().splitlines()]
+    assert sum("layer" in line for line in lines) == 7
+    assert sum(QUESTION_TOTALS in line for line in lines) == 20  # one per flush, never thinned
     assert stats.summary()["n_calls"] == 20
     with pytest.raises(ValueError, match="sampling_factor"):
         AttentionStats(sampling_factor=0.0)

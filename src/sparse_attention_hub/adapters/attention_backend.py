@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from sparse_attention_hub.sparse_attention import (
+    DEFAULT_MEMORY_MIB,
     AttentionStats,
     ResearchAttentionConfig,
     SparseState,
@@ -31,11 +32,13 @@ ATTENTION_NAME = "sah_sparse"
 
 @dataclass(frozen=True)
 class AttentionRun:
-    """What the attention calls of one block compute: dense (config None) or a sparse config."""
+    """What the attention calls of one block compute: dense (config None) or a sparse config,
+    and the bound on one call's extra memory (its queries are processed in chunks)."""
 
     config: ResearchAttentionConfig | None = None
     state: SparseState | None = None
     stats: AttentionStats | None = None
+    memory_mib: int = DEFAULT_MEMORY_MIB
 
 
 _ACTIVE: ContextVar[AttentionRun | None] = ContextVar("sah_attention_run", default=None)
@@ -97,7 +100,7 @@ def sah_attention_forward(
     if scaling is None:
         scaling = float(query.shape[-1]) ** -0.5
     if run.config is None or run.state is None:
-        return dense_attention(query, key, value, attention_mask, scaling), None
+        return dense_attention(query, key, value, attention_mask, scaling, run.memory_mib), None
     output = sparse_attention_forward(
         query,
         key,
@@ -108,5 +111,6 @@ def sah_attention_forward(
         config=run.config,
         state=run.state,
         stats=run.stats,
+        memory_mib=run.memory_mib,
     )
     return output, None

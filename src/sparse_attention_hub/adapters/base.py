@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,9 +97,10 @@ class ModelAdapter(ABC):
         """
         yield None
 
-    def start_statistics(self, path: Any) -> Any:
-        """Begin a fresh attention-statistics file for a job; returns that job's recorder.
+    def start_statistics(self, path: Any, keep: Collection[str] = ()) -> Any:
+        """Begin a job's attention-statistics file; returns that job's recorder.
 
+        The statistics of the sample ids in `keep` (answers already saved: a resumed job) stay.
         The returned handle (None for adapters without statistics) is what `use_statistics`
         takes to switch back to this job when several jobs interleave on one adapter.
         """

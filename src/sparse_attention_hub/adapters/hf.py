@@ -13,7 +13,7 @@ import inspect
 import logging
 import numbers
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +47,7 @@ from sparse_attention_hub.adapters.prompting import encode_request
 from sparse_attention_hub.adapters.sources import load_model, load_tokenizer, resolve_model_source
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.sparse_attention import (
+    DEFAULT_MEMORY_MIB,
     AttentionStats,
     ResearchAttentionConfig,
     SparseAttentionConfig,
@@ -65,6 +66,8 @@ class ModelAdapterHF(ModelAdapter):
     `tokenizer_kwargs` go to `from_pretrained` (copied). `device`: "cpu", "cuda", "cuda:N"; with a
     `device_map` in `model_kwargs` transformers places the model and inputs follow its embeddings.
     `stats_options` go to `AttentionStats` (e.g. output-error flag, sampling) for sparse configs.
+    `attention_memory_mib` bounds the extra memory of one attention call of a question (its
+    queries are processed in chunks; results do not depend on it).
     """
 
     def __init__(
@@ -75,12 +78,14 @@ class ModelAdapterHF(ModelAdapter):
         tokenizer_kwargs: Mapping[str, Any] | None = None,
         device: str | torch.device = "cpu",
         stats_options: Mapping[str, Any] | None = None,
+        attention_memory_mib: int = DEFAULT_MEMORY_MIB,
     ) -> None:
         self.model_name = model_name
         self.source = resolve_model_source(model_name)  # cheap: a bad name fails before loading
         self.device = parse_device(device)
         self.stats_options = dict(stats_options or {})
         self.stats = make_stats(self.stats_options)
+        self.attention_memory_mib = parse_memory_mib(attention_memory_mib)
         self.sparse_attention_config: ResearchAttentionConfig | None = None
         self.set_sparse_attention_config(
             sparse_attention_config
@@ -171,7 +176,9 @@ class ModelAdapterHF(ModelAdapter):
                     # the id alone names the question: its masks must not depend on its position
                     # in the request (a resumed job asks only the pending questions)
                     state.begin_question(question_id, 0)
-                run = AttentionRun(self.sparse_attention_config, state, stats)
+                run = AttentionRun(
+                    self.sparse_attention_config, state, stats, self.attention_memory_mib
+                )
                 answer, timing = self._answer(ids, context, options, run, question_id, index)
                 answers.append(answer)
                 if stats is not None:
@@ -284,10 +291,11 @@ class ModelAdapterHF(ModelAdapter):
         """Sparse configs record per-call statistics; dense runs record nothing (density 1)."""
         return None if self.sparse_attention_config is None else self.stats
 
-    def start_statistics(self, path: Any) -> AttentionStats:
-        """Begin a job: a fresh recorder and file (`<path>/attention_stats.jsonl`), made active."""
+    def start_statistics(self, path: Any, keep: Collection[str] = ()) -> AttentionStats:
+        """Begin a job: a fresh recorder and file (`<path>/attention_stats.jsonl`), made active;
+        the statistics of the samples in `keep` (answers a resumed job already saved) stay."""
         self.stats = make_stats(self.stats_options)
-        self.stats.start(path)
+        self.stats.start(path, keep)
         return self.stats
 
     def use_statistics(self, handle: Any) -> None:
@@ -346,6 +354,15 @@ def make_stats(options: Mapping[str, Any] | None) -> AttentionStats:
         return AttentionStats(**dict(options or {}))
     except TypeError as exc:
         raise ConfigError(f"invalid stats_options {dict(options or {})}: {exc}") from exc
+
+
+def parse_memory_mib(value: Any) -> int:
+    """`attention_memory_mib`: an int >= 1 (MiB of extra memory per attention call)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(
+            f"attention_memory_mib must be an int >= 1 (MiB per attention call), got {value!r}"
+        )
+    return int(value)
 
 
 def parse_device(device: str | torch.device) -> torch.device:

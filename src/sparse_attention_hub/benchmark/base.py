@@ -200,7 +200,9 @@ class Benchmark(ABC):
             len(plan.selected),
             sum(plan.keys[i] in done for i in plan.selected.index),
         )
-        statistics = adapter.start_statistics(result_path / "attention_stats.jsonl")
+        # the statistics of answers already saved stay: a resumed job reports the whole job
+        answered = {sample_id for _, sample_id in done}
+        statistics = adapter.start_statistics(result_path / "attention_stats.jsonl", answered)
         return done, statistics
 
     def finish_job(

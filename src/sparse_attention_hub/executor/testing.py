@@ -53,7 +53,7 @@ class FaultAdapter(ScriptedAdapter):
         self.job: _JobRun | None = None  # the job whose requests come now (bundles interleave)
         self.hold: Any = None  # memory taken by an `allocate` fault
 
-    def start_statistics(self, path: Any) -> _JobRun:
+    def start_statistics(self, path: Any, keep: Any = ()) -> _JobRun:
         """Called once per job with a path inside the job dir; returns that job's handle."""
         job_dir = Path(path).parent
         with open(job_dir / EXECUTIONS_LOG, "a") as handle:

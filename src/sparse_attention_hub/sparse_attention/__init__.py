@@ -1,7 +1,7 @@
 """Sparse attention as a quality simulator: configs, maskers, masked attention, statistics.
 
-Attention is computed densely in float32 and masked (methods.md §4-§5); this measures accuracy
-loss, not speed. What other layers use:
+Attention is computed in float32 over masks (methods.md §4-§5), in query chunks whose extra memory
+fits a budget (`DEFAULT_MEMORY_MIB`); this measures accuracy loss, not a kernel's speed. What other layers use:
 
 - configs: `SparseAttentionConfig`, `ResearchAttentionConfig(masker_configs, dense_layers, seed)`,
   one config class per masker (registry `MASKERS`, key == YAML `type` == file stem), and
@@ -10,15 +10,18 @@ loss, not speed. What other layers use:
 - per request: `SparseState` (seeds, call counters, per-layer caches, `crop`).
 - per job: `AttentionStats` (`attention_stats.jsonl`, `summary()`).
 - per attention call: `sparse_attention_forward(query, key, value, attention_mask, scaling, *,
-  layer_idx, config, state, stats)` -> `(batch, q_len, heads, head_dim)`; `dense_attention`.
+  layer_idx, config, state, stats, memory_mib)` -> `(batch, q_len, heads, head_dim)`;
+  `dense_attention`.
 """
 
 from sparse_attention_hub.sparse_attention.attention import (
     allowed_entries,
     attention_logits,
     dense_attention,
+    gathered_attention,
     weighted_attention,
 )
+from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB
 from sparse_attention_hub.sparse_attention.config import (
     ResearchAttentionConfig,
     SparseAttentionConfig,
@@ -54,6 +57,7 @@ from sparse_attention_hub.sparse_attention.state import SparseState
 from sparse_attention_hub.sparse_attention.stats import STATS_FILENAME, AttentionStats
 
 __all__ = [
+    "DEFAULT_MEMORY_MIB",
     "MASKERS",
     "STATS_FILENAME",
     "AdaptiveSamplingConfig",
@@ -82,6 +86,7 @@ __all__ = [
     "config_to_dict",
     "config_to_yaml",
     "dense_attention",
+    "gathered_attention",
     "get_preset",
     "list_presets",
     "pseudo_quantize",

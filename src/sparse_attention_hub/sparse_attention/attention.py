@@ -2,24 +2,38 @@
 
 Shapes: queries (B, H, Q, D); keys/values (B, H_kv, N, D); masks (B, H, Q, N).
 All arithmetic is float32 whatever the model dtype; the output is cast back at the end.
+`weighted_attention` works over whole rows; `gathered_attention` computes the same sum over at most
+K keys per row gathered by index, for masks known to keep few keys (same result up to the order
+of float32 additions).
 """
 
 from __future__ import annotations
 
 import torch
 
+from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB
+
+DENSE_ENTRY_BYTES = 24
+"""Working memory of dense attention per (batch, head, query, key) entry (logits, weights)."""
+
 
 def allowed_entries(
-    attention_mask: torch.Tensor | None, q_len: int, k_len: int, device: torch.device
+    attention_mask: torch.Tensor | None,
+    q_len: int,
+    k_len: int,
+    device: torch.device,
+    first_position: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Which (i, j) the model allows, and its additive bias (None when there is none).
 
     `attention_mask` is what transformers hands an attention function: None (plain causal, query
-    row i at absolute position N - Q + i), a bool mask (True = attend) or an additive float mask
-    (0 / very negative). Returned shapes broadcast to (B, H, Q, N).
+    row i at absolute position `first_position` + i, default N - Q + i), a bool mask (True =
+    attend) or an additive float mask (0 / very negative). Returned shapes broadcast to
+    (B, H, Q, N).
     """
     if attention_mask is None:
-        rows = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+        first = k_len - q_len if first_position is None else first_position
+        rows = torch.arange(q_len, device=device)[:, None] + first
         cols = torch.arange(k_len, device=device)[None, :]
         return (cols <= rows)[None, None], None
     mask = attention_mask[..., -k_len:]
@@ -105,8 +119,64 @@ def dense_attention(
     values: torch.Tensor,
     attention_mask: torch.Tensor | None,
     scaling: float,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
 ) -> torch.Tensor:
-    """Exact softmax attention over the allowed keys, (B, Q, H, D), through the same math."""
-    allowed, bias = allowed_entries(attention_mask, queries.shape[2], keys.shape[2], queries.device)
-    output, _ = weighted_attention(queries, keys, values, allowed, scaling, None, bias)
-    return output
+    """Exact softmax attention over the allowed keys, (B, Q, H, D), through the same math.
+
+    Queries go in chunks whose (B, H, rows, N) float32 work (about 6 such tensors) fits
+    `memory_mib`, so a long question over a long context never builds a (B, H, Q, N) tensor.
+    """
+    batch, heads, q_len, _ = queries.shape
+    k_len = keys.shape[2]
+    rows = max(1, (memory_mib << 20) // max(1, batch * heads * k_len * DENSE_ENTRY_BYTES))
+    outputs = []
+    for start in range(0, q_len, rows):
+        stop = min(start + rows, q_len)
+        mask = attention_mask
+        if mask is not None and mask.shape[-2] == q_len:
+            mask = mask[..., start:stop, :]
+        allowed, bias = allowed_entries(
+            mask, stop - start, k_len, queries.device, k_len - q_len + start
+        )
+        output, _ = weighted_attention(
+            queries[:, :, start:stop], keys, values, allowed, scaling, None, bias
+        )
+        outputs.append(output)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+
+
+def gathered_attention(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    selected: torch.Tensor,
+    mask: torch.Tensor,
+    scaling: float,
+    bias: torch.Tensor | None,
+    limit: int,
+) -> torch.Tensor:
+    """`weighted_attention` over the selected keys only, float32 `(B, H, Q, D)`.
+
+    `selected` (B, H, Q, N) bool must have at most `limit` True entries per row and at least one
+    in every row that has an allowed key (no dense fallback here). Each row's selected keys are
+    gathered by index (the `limit` largest of `selected`), so the work is O(limit), not O(N).
+    """
+    batch, heads, q_len, dim = queries.shape
+    kv_heads = keys.shape[1]
+    index = selected.to(torch.uint8).topk(limit, dim=-1, sorted=False).indices  # (B, H, Q, K)
+    valid = selected.gather(-1, index)
+    # the g query heads of a KV head read one (B, H_kv, g*Q*K) index list: K and V never repeat
+    flat = index.reshape(batch, kv_heads, -1, 1).expand(-1, -1, -1, dim)
+    shape = (batch, heads, q_len, limit, dim)
+    picked_keys = keys.gather(2, flat).view(shape).float()
+    picked_values = values.gather(2, flat).view(shape).float()
+    logits = (picked_keys @ queries.float().unsqueeze(-1)).squeeze(-1) * scaling
+    if bias is not None:
+        logits = logits + bias.expand(batch, heads, q_len, -1).gather(-1, index)
+    logits = logits.masked_fill(~valid, float("-inf"))
+    row_max = logits.amax(dim=-1, keepdim=True)
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    probs = mask.gather(-1, index).float().clamp_min(1e-30)
+    weights = (torch.exp(logits - row_max) / probs).masked_fill_(~valid, 0.0)
+    denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    return ((weights / denominator).unsqueeze(-2) @ picked_values).squeeze(-2)

@@ -1,19 +1,27 @@
 """The sparse attention function an adapter calls for every attention layer call in sparse mode.
 
-It builds the mask by applying the config's maskers in order (each returns the union with the mask
-so far), computes the §5 importance-weighted softmax in float32, and records statistics. Layers
-in `dense_layers`, an empty masker list and `config=None` use the same math with the full mask.
+It cuts the call's queries into chunks whose working memory fits `memory_mib` (results do not
+depend on the chunking), builds each chunk's mask by applying the config's maskers in order (each
+returns the union with the mask so far), computes the §5 importance-weighted softmax in float32,
+and records statistics as device tensors (nothing is read back to the host here). When every
+masker bounds the keys it adds and the bound is small, the softmax runs over the selected keys
+only, gathered by index (`gathered_attention`). Layers in `dense_layers`, an empty masker list and
+`config=None` use the same math with the full mask.
 """
 
 from __future__ import annotations
 
 import torch
 
-from sparse_attention_hub.sparse_attention.attention import weighted_attention
+from sparse_attention_hub.sparse_attention.attention import gathered_attention, weighted_attention
+from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB, ENTRY_BYTES, CallScope
 from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig
 from sparse_attention_hub.sparse_attention.maskers.base import MaskInputs
 from sparse_attention_hub.sparse_attention.state import SparseState
 from sparse_attention_hub.sparse_attention.stats import AttentionStats
+
+GATHER_FRACTION = 0.25
+"""The gathered path runs when the maskers' bound on keys per row is at most this share of N."""
 
 
 def build_mask(config: ResearchAttentionConfig, inputs: MaskInputs) -> torch.Tensor:
@@ -22,6 +30,20 @@ def build_mask(config: ResearchAttentionConfig, inputs: MaskInputs) -> torch.Ten
     for masker in config.masker_configs:
         mask = masker.add_mask(inputs, mask)
     return mask
+
+
+def gather_limit(config: ResearchAttentionConfig, k_len: int, plain_causal: bool) -> int | None:
+    """Keys per row of the gathered path, or None when the whole-row path must run: some
+    masker has no bound, the bound is not small, or an empty row (dense fallback) is possible."""
+    bounds = [masker.key_bound(k_len) for masker in config.masker_configs]
+    if not bounds or any(bound is None for bound in bounds):
+        return None
+    limit = min(sum(bound for bound in bounds if bound is not None), k_len)
+    if limit < 1 or limit > GATHER_FRACTION * k_len:
+        return None
+    if not any(m.selects_some(k_len, plain_causal) for m in config.masker_configs):
+        return None
+    return limit
 
 
 def sparse_attention_forward(
@@ -35,13 +57,16 @@ def sparse_attention_forward(
     config: ResearchAttentionConfig | None,
     state: SparseState,
     stats: AttentionStats | None = None,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
+    query_chunk: int | None = None,
 ) -> torch.Tensor:
     """Sparse attention output `(batch, q_len, heads, head_dim)` in `query`'s dtype.
 
     query `(batch, heads, q_len, head_dim)`; key / value `(batch, kv_heads, k_len, head_dim)`, not
     repeated for GQA; `attention_mask` as transformers passes it (None = causal, bool True =
     attend, or additive float). The keys are the whole KV cache: query row i sits at position
-    k_len - q_len + i.
+    k_len - q_len + i. `memory_mib` bounds the extra memory of the call: it sets the queries
+    per chunk, unless `query_chunk` gives them (tests, benchmarks). Results do not depend on it.
     """
     if layer_idx is None:
         raise ValueError("sparse attention needs the layer index (layer_idx), got None")
@@ -55,73 +80,118 @@ def sparse_attention_forward(
     if heads % kv_heads:
         raise ValueError(f"query heads {heads} are not a multiple of KV heads {kv_heads}")
     state.begin_call(layer_idx, k_len - q_len)
-    inputs = MaskInputs.build(
-        query,
-        key,
-        value,
-        attention_mask,
-        scaling,
-        layer_idx=layer_idx,
-        state=state,
-        seed=config.seed if config is not None else 0,
-    )
+    seed = config.seed if config is not None else 0
+    scope = CallScope(query, key, value, layer_idx, state, seed, memory_mib << 20)
     dense = config is None or not config.masker_configs or layer_idx in config.dense_layers
-    mask = None if dense or config is None else build_mask(config, inputs)
+    limit = None
+    entry_bytes = ENTRY_BYTES
+    if not dense and config is not None:
+        limit = gather_limit(config, k_len, attention_mask is None)
+        entry_bytes += sum(masker.entry_bytes for masker in config.masker_configs)
+    rows = scope.chunk_rows(entry_bytes)
+    if limit is not None:  # gathered K and V rows, (B, H, rows, K, D) each, on top
+        gathered = 2 * query.shape[0] * heads * limit * query.shape[-1] * 4
+        rows = max(1, min(rows, scope.memory_bytes // max(1, gathered + 1)))
+    if query_chunk is not None:
+        rows = max(1, query_chunk)
+    record = _CallRecord() if stats is not None else None
+    outputs = []
+    for start in range(0, q_len, rows):
+        inputs = MaskInputs.chunk(scope, attention_mask, scaling, start, min(start + rows, q_len))
+        mask = None if dense or config is None else build_mask(config, inputs)
+        output = _attend(inputs, mask, limit)
+        outputs.append(output)
+        if record is not None:
+            record.add(inputs, mask, output, stats is not None and stats.output_error)
+    output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+    if stats is not None and record is not None:
+        record.write(stats, layer_idx, q_len, k_len, dense)
+    return output.transpose(1, 2).contiguous().to(query.dtype)
+
+
+def _attend(inputs: MaskInputs, mask: torch.Tensor | None, limit: int | None) -> torch.Tensor:
+    """One chunk's float32 output `(batch, heads, q, head_dim)`."""
+    if mask is not None and limit is not None:
+        selected = inputs.allowed & (mask > 0)
+        return gathered_attention(
+            inputs.queries,
+            inputs.scope.key,
+            inputs.scope.value,
+            selected,
+            mask,
+            inputs.scaling,
+            inputs.bias,
+            limit,
+        )
+    output, _ = _whole_rows(inputs, mask)
+    return output
+
+
+def _whole_rows(inputs: MaskInputs, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     output, fallback = weighted_attention(
         inputs.queries,
         inputs.keys,
         inputs.values,
         inputs.allowed,
-        scaling,
+        inputs.scaling,
         mask,
         inputs.bias,
         logits=inputs.logits,
         out_dtype=torch.float32,
     )
-    if stats is not None:
-        _record(stats, inputs, mask, fallback, output)
-    return output.to(query.dtype)
+    return output.transpose(1, 2), fallback
 
 
-def _record(
-    stats: AttentionStats,
-    inputs: MaskInputs,
-    mask: torch.Tensor | None,
-    fallback: torch.Tensor,
-    output: torch.Tensor,
-) -> None:
-    """Density (fallback rows and dense calls fully selected) and the optional output error."""
-    allowed_rows = inputs.allowed.sum(dim=-1)
-    n_allowed = int(allowed_rows.sum())
-    if mask is None:
-        n_selected = n_allowed
-    else:
-        selected_rows = (inputs.allowed & (mask > 0)).sum(dim=-1)
-        n_selected = int(torch.where(fallback, allowed_rows, selected_rows).sum())
-    error = None
-    if stats.output_error:
-        error = 0.0
-        if mask is not None:
-            reference, _ = weighted_attention(
-                inputs.queries,
-                inputs.keys,
-                inputs.values,
-                inputs.allowed,
-                inputs.scaling,
-                None,
-                inputs.bias,
-                logits=inputs.logits,
-                out_dtype=torch.float32,
-            )
-            norm = float(reference.norm())
-            error = float((reference - output).norm()) / norm if norm > 0 else None
-    stats.record(
-        layer=inputs.layer_idx,
-        n_queries=inputs.n_queries,
-        n_keys=inputs.n_keys,
-        selected=n_selected,
-        allowed=n_allowed,
-        dense_fallback_rows=int(fallback.sum()),
-        output_error=error,
-        extra=inputs.metrics,
-    )
+class _CallRecord:
+    """Device-side sums of one call over its chunks (density counts, error norms, metrics)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.metrics: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        self.sums[name] = self.sums[name] + value if name in self.sums else value
+
+    def add(
+        self, inputs: MaskInputs, mask: torch.Tensor | None, output: torch.Tensor, error: bool
+    ) -> None:
+        allowed_rows = inputs.allowed.sum(dim=-1)
+        self._add("allowed", allowed_rows.sum())
+        if mask is None:
+            self._add("selected", allowed_rows.sum())
+            self._add("fallback", torch.zeros((), dtype=torch.long, device=allowed_rows.device))
+        else:
+            selected_rows = (inputs.allowed & (mask > 0)).sum(dim=-1)
+            fallback = (selected_rows == 0) & (allowed_rows > 0)
+            self._add("selected", torch.where(fallback, allowed_rows, selected_rows).sum())
+            self._add("fallback", fallback.sum())
+        if error and mask is not None:
+            reference, _ = _whole_rows(inputs, None)
+            self._add("reference_sq", reference.double().pow(2).sum())
+            self._add("difference_sq", (reference - output).double().pow(2).sum())
+        for name, (total, count) in inputs.metrics.items():
+            if name in self.metrics:
+                old_total, old_count = self.metrics[name]
+                total, count = old_total + total, old_count + count
+            self.metrics[name] = (total, count)
+
+    def write(
+        self, stats: AttentionStats, layer_idx: int, q_len: int, k_len: int, dense: bool
+    ) -> None:
+        error = None
+        if stats.output_error:
+            if dense:
+                error = torch.zeros((), dtype=torch.float64)
+            else:  # NaN (undefined) when the dense output is zero
+                norm = self.sums["reference_sq"].sqrt()
+                error = self.sums["difference_sq"].sqrt() / norm.where(norm > 0, torch.nan)
+        stats.record(
+            layer=layer_idx,
+            n_queries=q_len,
+            n_keys=k_len,
+            selected=self.sums["selected"],
+            allowed=self.sums["allowed"],
+            dense_fallback_rows=self.sums["fallback"],
+            output_error=error,
+            extra={name: total.double() / count for name, (total, count) in self.metrics.items()},
+        )

@@ -39,24 +39,20 @@ def topk_select(scores: torch.Tensor, eligible: torch.Tensor, k: int) -> torch.T
 
 
 def sample_select(
-    eligible: torch.Tensor, counts: torch.Tensor, generator: torch.Generator
+    eligible: torch.Tensor, counts: torch.Tensor, noise: torch.Tensor, limit: int | None = None
 ) -> torch.Tensor:
     """`counts[row]` distinct eligible entries per row, uniformly without replacement, bool.
 
-    `counts` has the row shape (`eligible.shape[:-1]`) and must not exceed the eligible count.
-    Uniform float64 keys are drawn on CPU from `generator` (device independent); the eligible
-    entries with the smallest keys form a uniform random subset of the requested size.
+    `counts` has the row shape (`eligible.shape[:-1]`) and must not exceed the eligible count;
+    `noise` holds i.i.d. uniform keys of `eligible`'s shape (float64): the eligible entries with
+    the smallest keys form a uniform random subset of the requested size. `limit` is a bound on
+    `counts` known without reading it (None: the row length), so nothing is read back to the host.
     """
-    noise = torch.rand(eligible.shape, generator=generator, dtype=torch.float64)
-    noise = noise.to(eligible.device).masked_fill(~eligible, 2.0)
-    largest = int(counts.max()) if counts.numel() else 0
-    if largest <= 0:
+    n_keys = eligible.shape[-1]
+    limit = n_keys if limit is None else min(limit, n_keys)
+    if limit <= 0:
         return torch.zeros_like(eligible)
-    order = noise.topk(largest, dim=-1, largest=False, sorted=True).indices
-    take = torch.arange(largest, device=order.device) < counts.unsqueeze(-1)
+    noise = noise.masked_fill(~eligible, 2.0)
+    order = noise.topk(limit, dim=-1, largest=False, sorted=True).indices
+    take = torch.arange(limit, device=order.device) < counts.unsqueeze(-1)
     return torch.zeros_like(eligible).scatter_(-1, order, take) & eligible
-
-
-def query_positions(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
-    """Absolute position t_i = N - Q + i of every query row, `(q_len,)`."""
-    return torch.arange(q_len, device=device) + (k_len - q_len)

@@ -133,12 +133,16 @@ class SparseState:
         rows: int,
         compute: Callable[[int, int], torch.Tensor],
         keys_per_row: int = 1,
+        block_rows: int | None = None,
     ) -> torch.Tensor:
         """Rows [0, rows) of a cached `KeyPrefix` (row axis -2), computing only the new rows.
 
         `compute(start, stop)` returns rows [start, stop), i.e. keys
-        [start * keys_per_row, stop * keys_per_row).
+        [start * keys_per_row, stop * keys_per_row); it is called for at most `block_rows` rows
+        at a time (bounding its working memory), the blocks then joined.
         """
+        if block_rows is not None:
+            compute = _blockwise(compute, max(1, block_rows))
         cache = self.layer(layer_idx)
         entry = cache.get(name)
         if not isinstance(entry, KeyPrefix) or entry.keys_per_row != keys_per_row:
@@ -162,3 +166,15 @@ class SparseState:
                     del cache[name]
                 else:
                     cache[name] = cropped
+
+
+def _blockwise(
+    compute: Callable[[int, int], torch.Tensor], block: int
+) -> Callable[[int, int], torch.Tensor]:
+    def blocks(start: int, stop: int) -> torch.Tensor:
+        if stop - start <= block:
+            return compute(start, stop)
+        parts = [compute(a, min(a + block, stop)) for a in range(start, stop, block)]
+        return torch.cat(parts, dim=-2)
+
+    return blocks

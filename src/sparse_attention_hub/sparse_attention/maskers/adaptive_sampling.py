@@ -36,6 +36,7 @@ class AdaptiveSamplingConfig(MaskerConfig):
     """
 
     kind: ClassVar[Literal["fixed", "sampling"]] = "sampling"
+    entry_bytes: ClassVar[int] = 64  # two float64 draws, float64 deviations, a full-row sort
     type: Literal["adaptive_sampling"] = "adaptive_sampling"
     base_rate_sampling: BaseRate
     epsilon: UnitFloat
@@ -51,9 +52,7 @@ class AdaptiveSamplingConfig(MaskerConfig):
         end = n_keys - effective_size(self.local_offset, n_keys)
         columns = torch.arange(n_keys, device=previous.device)
         residual = candidates(inputs.allowed, previous) & (columns >= start) & (columns < end)
-        n = residual.sum(dim=-1)  # (B, H, Q)
-        if not bool((n > 0).any()):
-            return previous.clone()
+        n = residual.sum(dim=-1)  # (B, H, Q); rows with n = 0 draw nothing
         logits = inputs.logits
         row_max = logits.amax(dim=-1, keepdim=True)
         row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
@@ -62,11 +61,12 @@ class AdaptiveSamplingConfig(MaskerConfig):
 
         if isinstance(self.base_rate_sampling, int):
             base = torch.full_like(n, self.base_rate_sampling)
+            limit = max(self.base_rate_sampling, 2)
         else:
             base = torch.floor(self.base_rate_sampling * n.double() + 1e-9).long()
+            limit = max(effective_size(self.base_rate_sampling, n_keys), 2)
         base = torch.minimum(torch.maximum(base, n.clamp(max=2)), n)
-        generator = inputs.generator()
-        base_sample = sample_select(residual, base, generator)
+        base_sample = sample_select(residual, base, inputs.uniform(0), limit)
         sampled = weights * base_sample
         count = base.double().clamp_min(1)
         mean = sampled.double().sum(dim=-1) / count
@@ -78,10 +78,10 @@ class AdaptiveSamplingConfig(MaskerConfig):
         budget = torch.ceil(ratio**2).clamp(max=float(n_keys)).long()
         budget = torch.minimum(torch.maximum(budget, base), n)
 
-        chosen = sample_select(residual, budget, generator)
+        chosen = sample_select(residual, budget, inputs.uniform(1))
         probability = budget.float() / n.clamp_min(1).float()
         active = n > 0
-        inputs.metrics["adaptive_budget_mean"] = float(budget[active].float().mean())
+        inputs.add_metric("adaptive_budget_mean", (budget * active).sum().float(), active.sum())
         return union(previous, chosen * probability.unsqueeze(-1))
 
     @classmethod

@@ -20,29 +20,30 @@ from pydantic import BaseModel, ConfigDict
 
 from sparse_attention_hub.registry import Registry
 from sparse_attention_hub.sparse_attention.attention import allowed_entries, attention_logits
+from sparse_attention_hub.sparse_attention.call import CallScope
 from sparse_attention_hub.sparse_attention.state import SparseState
 
 
 @dataclass(frozen=True)
 class MaskInputs:
-    """Everything a masker may read during one attention call (all tensors float32).
+    """Everything a masker may read while building the mask of one query chunk (float32).
 
-    queries `(batch, heads, q_len, head_dim)`; keys / values `(batch, kv_heads, k_len, head_dim)`,
-    not repeated for GQA (query head h reads KV head h // groups); `allowed` `(batch, heads, q_len,
-    k_len)` bool, True where the model's mask lets query i see key j; `bias` the model's finite
-    additive mask or None. `metrics` collects per-call numbers a masker wants logged (§8).
+    queries `(batch, heads, q_len, head_dim)`: rows [row_start, row_start + q_len) of the call's
+    queries; keys / values `(batch, kv_heads, k_len, head_dim)`, the whole KV cache, not repeated
+    for GQA (query head h reads KV head h // groups); `allowed` `(batch, heads, q_len, k_len)` bool,
+    True where the model's mask lets query i see key j; `bias` the model's finite additive mask or
+    None. What a masker computes from keys alone belongs in `scope.cache` (once per call) or the
+    state (across calls), never per chunk. `metrics` collects per-call numbers a masker wants
+    logged (§8), as (sum, count) device tensors added over the chunks.
     """
 
+    scope: CallScope
     queries: torch.Tensor
-    keys: torch.Tensor
-    values: torch.Tensor
     allowed: torch.Tensor
     bias: torch.Tensor | None
     scaling: float
-    layer_idx: int
-    state: SparseState
-    seed: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
+    row_start: int = 0
+    metrics: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -57,21 +58,55 @@ class MaskInputs:
         state: SparseState,
         seed: int = 0,
     ) -> MaskInputs:
-        """Float32 inputs of one call from what transformers passes an attention function."""
+        """The inputs of a whole call as one chunk, from what transformers passes."""
+        scope = CallScope(query, key, value, layer_idx, state, seed)
+        return cls.chunk(scope, attention_mask, scaling, 0, scope.q_len)
+
+    @classmethod
+    def chunk(
+        cls,
+        scope: CallScope,
+        attention_mask: torch.Tensor | None,
+        scaling: float,
+        start: int,
+        stop: int,
+    ) -> MaskInputs:
+        """Query rows [start, stop) of the call in `scope`."""
+        query = scope.query[:, :, start:stop]
         batch, heads, q_len, _ = query.shape
-        k_len = key.shape[2]
-        allowed, bias = allowed_entries(attention_mask, q_len, k_len, query.device)
+        if attention_mask is not None and attention_mask.shape[-2] == scope.q_len:
+            attention_mask = attention_mask[..., start:stop, :]
+        allowed, bias = allowed_entries(
+            attention_mask, q_len, scope.k_len, query.device, scope.context_length + start
+        )
         return cls(
+            scope=scope,
             queries=query.float(),
-            keys=key.float(),
-            values=value.float(),
-            allowed=allowed.expand(batch, heads, q_len, k_len),
+            allowed=allowed.expand(batch, heads, q_len, scope.k_len),
             bias=bias,
             scaling=scaling,
-            layer_idx=layer_idx,
-            state=state,
-            seed=seed,
+            row_start=start,
         )
+
+    @property
+    def keys(self) -> torch.Tensor:
+        return self.scope.keys
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.scope.values
+
+    @property
+    def layer_idx(self) -> int:
+        return self.scope.layer_idx
+
+    @property
+    def state(self) -> SparseState:
+        return self.scope.state
+
+    @property
+    def seed(self) -> int:
+        return self.scope.seed
 
     @property
     def n_queries(self) -> int:
@@ -79,11 +114,17 @@ class MaskInputs:
 
     @property
     def n_keys(self) -> int:
-        return int(self.keys.shape[2])
+        return self.scope.k_len
 
     @property
     def groups(self) -> int:
-        return int(self.queries.shape[1] // self.keys.shape[1])
+        return int(self.queries.shape[1] // self.scope.key.shape[1])
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """Absolute position of every query row of the chunk, `(q_len,)`."""
+        first = self.scope.context_length + self.row_start
+        return torch.arange(self.n_queries, device=self.queries.device) + first
 
     @cached_property
     def scores(self) -> torch.Tensor:
@@ -103,9 +144,21 @@ class MaskInputs:
         groups = self.groups
         return kv_tensor.repeat_interleave(groups, dim=1) if groups > 1 else kv_tensor
 
-    def generator(self) -> torch.Generator:
-        """The seeded CPU generator of this call (§6.12); a masker draws from one generator."""
-        return self.state.generator(self.layer_idx, self.seed)
+    def key_block(self, bytes_per_key: int) -> int:
+        """Keys per block for key-side work costing `bytes_per_key` (all batches and heads)."""
+        return max(1, self.scope.memory_bytes // max(1, bytes_per_key))
+
+    def uniform(self, draw: int = 0) -> torch.Tensor:
+        """This chunk's rows of the call's random draw `draw`, float64 `(batch, heads, q, k)`."""
+        stop = self.row_start + self.n_queries
+        return self.scope.uniform(draw, self.row_start, stop, self.queries.device)
+
+    def add_metric(self, name: str, total: torch.Tensor, count: torch.Tensor) -> None:
+        """Log `total / count` for this call (summed over chunks; not logged when count is 0)."""
+        if name in self.metrics:
+            old_total, old_count = self.metrics[name]
+            total, count = old_total + total, old_count + count
+        self.metrics[name] = (total, count)
 
 
 class MaskerConfig(BaseModel):
@@ -115,6 +168,9 @@ class MaskerConfig(BaseModel):
 
     kind: ClassVar[Literal["fixed", "sampling"]] = "fixed"
     """`sampling` maskers write probabilities; at most one, and it must come last."""
+    entry_bytes: ClassVar[int] = 0
+    """Working memory per (batch, head, query, key) entry beyond what every masker needs
+    (`call.ENTRY_BYTES`): sizes the query chunks."""
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         """Return `clamp(previous + this masker's selection, 0, 1)`, `(batch, heads, q, k)`."""
@@ -123,6 +179,19 @@ class MaskerConfig(BaseModel):
     def short_name(self) -> str:
         """A few characters for readable config names, e.g. `sink4`."""
         raise NotImplementedError
+
+    def key_bound(self, n_keys: int) -> int | None:
+        """Most keys this masker adds to any row of a call with `n_keys` keys; None = no bound
+        known before the call (the attention then runs over whole rows)."""
+        return None
+
+    def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
+        """True when, after this masker, every row with an allowed key has a selected one.
+
+        `plain_causal`: the model passed no mask (query i sees keys up to its position). A
+        config with such a masker never needs the dense fallback of an empty row.
+        """
+        return False
 
     def referenced_files(self) -> list[str]:
         """Files whose content the config depends on (hashed into the fingerprint)."""

@@ -68,15 +68,28 @@ class DoubleSparsityTopKConfig(MaskerConfig):
         channels = channels.to(inputs.queries.device)
         r = channels.shape[-1]
         queries = inputs.queries.gather(-1, channels[None, :, None, :].expand(batch, -1, q_len, -1))
-        keys = inputs.per_query_head(inputs.keys)
-        keys = keys.gather(-1, channels[None, :, None, :].expand(batch, -1, keys.shape[2], -1))
         queries = pseudo_quantize(queries, self.label_bits)
-        keys = pseudo_quantize(keys, self.label_bits)
+        keys = self.key_labels(inputs, channels)
         scores = queries @ keys.transpose(-1, -2) / math.sqrt(r)
         if inputs.bias is not None:
             scores = scores + inputs.bias
         eligible = candidates(inputs.allowed, previous)
         return union(previous, topk_select(scores, eligible, k))
+
+    def key_labels(self, inputs: MaskInputs, channels: torch.Tensor) -> torch.Tensor:
+        """Quantised r channels of every key for every query head, `(batch, heads, k_len, r)`,
+        once per call; K is never repeated per query head (the gather reads a broadcast view)."""
+        name = f"double_sparsity_{self.model_dump_json()}"
+        if name not in inputs.scope.cache:
+            keys = inputs.keys
+            batch, kv_heads, n_keys, dim = keys.shape
+            groups, r = inputs.groups, channels.shape[-1]
+            view = keys.unsqueeze(2).expand(batch, kv_heads, groups, n_keys, dim)
+            index = channels.view(1, kv_heads, groups, 1, r).expand(batch, -1, -1, n_keys, -1)
+            picked = view.gather(-1, index).reshape(batch, kv_heads * groups, n_keys, r)
+            inputs.scope.cache[name] = pseudo_quantize(picked, self.label_bits)
+        labels: torch.Tensor = inputs.scope.cache[name]
+        return labels
 
     def channels(self, layer_idx: int, dim: int, heads: int, kv_heads: int) -> torch.Tensor:
         """The first r channels of every query head for one layer, `(heads, r)` int64."""
@@ -102,6 +115,12 @@ class DoubleSparsityTopKConfig(MaskerConfig):
             sorted_channel_file=write_random_channels(workdir, heads, head_dim),
             group_factor=2,
         )
+
+    def key_bound(self, n_keys: int) -> int:
+        return min(effective_size(self.heavy_size, n_keys), n_keys)
+
+    def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
+        return effective_size(self.heavy_size, n_keys) >= 1
 
     def short_name(self) -> str:
         return f"ds{format_budget(self.heavy_size)}g{self.group_factor}b{self.label_bits}"

@@ -97,8 +97,11 @@ class HashAttentionTopKConfig(MaskerConfig):
             keys = inputs.per_query_head(inputs.keys[:, :, start:stop])
             return signature(apply_mlp(keys, key_mlp, self.hat_mlp_activation))
 
+        batch = inputs.queries.shape[0]
+        width = dim + self.hat_mlp_hidden_size * self.hat_mlp_layers + self.hat_bits
+        block = inputs.key_block(batch * heads * width * 4 * 2)
         keys_sig = inputs.state.prefix(
-            inputs.layer_idx, self.cache_name(), inputs.n_keys, key_signatures
+            inputs.layer_idx, self.cache_name(), inputs.n_keys, key_signatures, block_rows=block
         )
         query_sig = signature(apply_mlp(inputs.queries, query_mlp, self.hat_mlp_activation))
         scores = query_sig @ keys_sig.transpose(-1, -2)
@@ -143,6 +146,12 @@ class HashAttentionTopKConfig(MaskerConfig):
             hat_weight_file=write_random_weights(workdir, heads, head_dim),
             **_EXAMPLE_MLP,
         )
+
+    def key_bound(self, n_keys: int) -> int:
+        return min(effective_size(self.heavy_size, n_keys), n_keys)
+
+    def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
+        return effective_size(self.heavy_size, n_keys) >= 1
 
     def short_name(self) -> str:
         return f"hat{format_budget(self.heavy_size)}b{self.hat_bits}"

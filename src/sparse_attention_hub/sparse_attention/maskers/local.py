@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 
 from sparse_attention_hub.sparse_attention.budget import Budget, effective_size
-from sparse_attention_hub.sparse_attention.mask import query_positions, union
+from sparse_attention_hub.sparse_attention.mask import union
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
@@ -30,7 +30,7 @@ class LocalMaskerConfig(MaskerConfig):
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         width = effective_size(self.window_size, inputs.n_keys)
         device = previous.device
-        rows = query_positions(inputs.n_queries, inputs.n_keys, device)[:, None]
+        rows = inputs.positions[:, None]
         columns = torch.arange(inputs.n_keys, device=device)[None, :]
         window = (columns <= rows) & (columns > rows - width)
         return union(previous, inputs.allowed & window)
@@ -42,6 +42,12 @@ class LocalMaskerConfig(MaskerConfig):
     @classmethod
     def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
         return cls(window_size=1.0)
+
+    def key_bound(self, n_keys: int) -> int:
+        return min(effective_size(self.window_size, n_keys), n_keys)
+
+    def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
+        return plain_causal and effective_size(self.window_size, n_keys) >= 1  # its own position
 
     def short_name(self) -> str:
         return f"local{format_budget(self.window_size)}"

@@ -71,6 +71,7 @@ class MagicPigConfig(MaskerConfig):
     """Candidates colliding with the query in >= `min_table_matches` of `lsh_l` tables; value p."""
 
     kind: ClassVar[Literal["fixed", "sampling"]] = "sampling"
+    entry_bytes: ClassVar[int] = 64  # float64 collision probabilities, int16 match counts
     type: Literal["magicpig"] = "magicpig"
     lsh_l: PositiveInt
     lsh_k: PositiveInt
@@ -92,7 +93,7 @@ class MagicPigConfig(MaskerConfig):
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         eligible = candidates(inputs.allowed, previous)
-        if inputs.n_keys == 0 or not bool(eligible.any()):
+        if inputs.n_keys == 0:
             return previous.clone()
         mean = self.context_mean(inputs)
         planes = self.planes(inputs)
@@ -111,8 +112,7 @@ class MagicPigConfig(MaskerConfig):
         cosine = q_dot / (q_norm * k_norm.clamp_min(1e-30))
         probability = collision_probability(cosine, self.lsh_k, self.lsh_l, self.min_table_matches)
         probability = probability.float().clamp_min(_MIN_PROBABILITY)
-        if bool(selected.any()):
-            inputs.metrics["magicpig_mean_p"] = float(probability[selected].mean())
+        inputs.add_metric("magicpig_mean_p", (probability * selected).sum(), selected.sum())
         return union(previous, probability * selected)
 
     @property
@@ -131,7 +131,7 @@ class MagicPigConfig(MaskerConfig):
         if not isinstance(entry, ContextMean) or entry.length > inputs.n_keys:
             for name in [name for name in cache if name.startswith(_KEY_DERIVED)]:
                 del cache[name]
-            length = inputs.n_keys - inputs.n_queries or inputs.n_keys
+            length = inputs.scope.context_length or inputs.n_keys
             entry = ContextMean(inputs.keys[:, :, :length].mean(dim=2, keepdim=True), length)
             cache["magicpig_mean"] = entry
         return entry.mean
@@ -189,7 +189,11 @@ class MagicPigConfig(MaskerConfig):
                 keys = torch.cat([keys, extra], dim=-1)
             return hash_codes(keys, planes, self.lsh_k, self.packed)
 
-        codes = inputs.state.prefix(inputs.layer_idx, codes_name, inputs.n_keys, compute)
+        batch, kv_heads, _, dim = inputs.keys.shape
+        block = inputs.key_block(batch * kv_heads * (self.lsh_k * self.lsh_l * 16 + dim * 8))
+        codes = inputs.state.prefix(
+            inputs.layer_idx, codes_name, inputs.n_keys, compute, block_rows=block
+        )
         return codes, norms if m_norm is None else m_norm
 
     def count_matches(self, query_codes: torch.Tensor, key_codes: torch.Tensor) -> torch.Tensor:

@@ -40,5 +40,11 @@ class OracleTopKConfig(MaskerConfig):
     def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
         return cls(heavy_size=1.0)
 
+    def key_bound(self, n_keys: int) -> int:
+        return min(effective_size(self.heavy_size, n_keys), n_keys)
+
+    def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
+        return effective_size(self.heavy_size, n_keys) >= 1
+
     def short_name(self) -> str:
         return f"topk{format_budget(self.heavy_size)}"

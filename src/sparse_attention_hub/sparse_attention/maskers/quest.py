@@ -77,6 +77,13 @@ class QuestTopKConfig(MaskerConfig):
         keys_chosen = chosen.repeat_interleave(size, dim=-1)[..., :n_keys]
         return union(previous, keys_chosen & inputs.allowed)
 
+    def key_bound(self, n_keys: int) -> int:
+        pages = math.ceil(effective_size(self.heavy_size, n_keys) / self.page_size)
+        return min(pages * self.page_size, n_keys)
+
+    def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
+        return effective_size(self.heavy_size, n_keys) >= 1
+
     def bounds(self, inputs: MaskInputs) -> torch.Tensor:
         """Page bounds of every page: complete pages cached in the state, the last one fresh."""
         size, n_keys = self.page_size, inputs.n_keys
@@ -87,7 +94,11 @@ class QuestTopKConfig(MaskerConfig):
             return page_bounds(keys, size, self.label_bits)
 
         cache_name = f"quest_pages_{size}_{self.label_bits}"
-        cached = inputs.state.prefix(inputs.layer_idx, cache_name, complete, compute, size)
+        batch, kv_heads, _, dim = inputs.keys.shape
+        block = inputs.key_block(batch * kv_heads * dim * 4 * 4) // size
+        cached = inputs.state.prefix(
+            inputs.layer_idx, cache_name, complete, compute, size, block_rows=block
+        )
         if complete * size == n_keys:
             return cached
         tail = page_bounds(inputs.keys[:, :, complete * size :], size, self.label_bits)

@@ -22,6 +22,7 @@ class RandomSamplingConfig(MaskerConfig):
     """Row i draws r_i = min(|R_i|, floor(rate * N)) candidates; each gets value r_i / |R_i|."""
 
     kind: ClassVar[Literal["fixed", "sampling"]] = "sampling"
+    entry_bytes: ClassVar[int] = 16  # the float64 draw
     type: Literal["random_sampling"] = "random_sampling"
     sampling_rate: Fraction
 
@@ -30,9 +31,9 @@ class RandomSamplingConfig(MaskerConfig):
         available = eligible.sum(dim=-1)
         wanted = effective_size(self.sampling_rate, inputs.n_keys)
         counts = available.clamp(max=wanted)
-        if wanted == 0 or not bool((counts > 0).any()):
+        if wanted == 0:
             return previous.clone()
-        chosen = sample_select(eligible, counts, inputs.generator())
+        chosen = sample_select(eligible, counts, inputs.uniform(), wanted)
         probability = counts.float() / available.clamp_min(1).float()
         return union(previous, chosen * probability.unsqueeze(-1))
 
@@ -43,6 +44,12 @@ class RandomSamplingConfig(MaskerConfig):
     @classmethod
     def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
         return cls(sampling_rate=1.0)
+
+    def key_bound(self, n_keys: int) -> int:
+        return min(effective_size(self.sampling_rate, n_keys), n_keys)
+
+    def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
+        return effective_size(self.sampling_rate, n_keys) >= 1
 
     def short_name(self) -> str:
         return f"rand{format_budget(self.sampling_rate)}"

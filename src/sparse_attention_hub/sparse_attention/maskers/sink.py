@@ -37,5 +37,11 @@ class SinkMaskerConfig(MaskerConfig):
     def full_budget_example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig | None:
         return cls(sink_size=1.0)
 
+    def key_bound(self, n_keys: int) -> int:
+        return min(effective_size(self.sink_size, n_keys), n_keys)
+
+    def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
+        return plain_causal and effective_size(self.sink_size, n_keys) >= 1  # key 0
+
     def short_name(self) -> str:
         return f"sink{format_budget(self.sink_size)}"

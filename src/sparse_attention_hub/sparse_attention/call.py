@@ -1,0 +1,115 @@
+"""What the query chunks of one attention call share: memory budget, float K/V, random draws.
+
+`sparse_attention_forward` cuts a call's queries into chunks so its extra memory stays within a
+budget (methods.md §5); every chunk gets its own `MaskInputs` but the same `CallScope`, so
+key-side work (float32 K/V, per-call caches) is done once per call and random draws do not depend
+on the chunking: draw d of a call is one stream of B*H*Q*N uniform float64 numbers, query-major
+(all of query row 0, then row 1, ...), draw 1 following draw 0 in the generator's sequence. A chunk
+takes its rows of the stream, so a call drawn in one chunk or in many sees the same numbers (for
+Q = 1, this is exactly the (batch, heads, 1, keys) draw of one `torch.rand` call).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from sparse_attention_hub.sparse_attention.state import SparseState
+
+DEFAULT_MEMORY_MIB = 512
+ENTRY_BYTES = 48
+"""Bytes of working memory per (batch, head, query, key) entry of a chunk: about a dozen float32
+tensors of that shape are alive at once while maskers build their masks (logits, scores, the
+mask so far and its union, candidates, weights, float64 noise)."""
+_SKIP_BLOCK = 1 << 22  # numbers discarded per call when a draw starts mid-stream
+
+
+@dataclass
+class _Stream:
+    generator: torch.Generator
+    next_row: int
+
+
+@dataclass
+class CallScope:
+    """One call: raw tensors as the model passed them, and everything its chunks share.
+
+    query `(batch, heads, q_len, head_dim)`; key / value `(batch, kv_heads, k_len, head_dim)`.
+    `cache` holds per-call results a masker computes once and reuses in every chunk.
+    """
+
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    layer_idx: int
+    state: SparseState
+    seed: int = 0
+    memory_bytes: int = DEFAULT_MEMORY_MIB << 20
+    cache: dict[str, Any] = field(default_factory=dict)
+    _streams: dict[int, _Stream] = field(default_factory=dict)
+
+    @property
+    def q_len(self) -> int:
+        return int(self.query.shape[2])
+
+    @property
+    def k_len(self) -> int:
+        return int(self.key.shape[2])
+
+    @property
+    def context_length(self) -> int:
+        """Absolute position of the call's first query (= keys that precede the call)."""
+        return self.k_len - self.q_len
+
+    @cached_property
+    def keys(self) -> torch.Tensor:
+        """float32 keys, converted once per call (no copy when they already are float32)."""
+        return self.key.float()
+
+    @cached_property
+    def values(self) -> torch.Tensor:
+        return self.value.float()
+
+    def chunk_rows(self, entry_bytes: int = ENTRY_BYTES) -> int:
+        """Queries per chunk so that a chunk's (B, H, rows, N) working set fits the budget."""
+        batch, heads = self.query.shape[0], self.query.shape[1]
+        per_row = max(1, batch * heads * self.k_len * entry_bytes)
+        return max(1, min(self.q_len, self.memory_bytes // per_row))
+
+    def uniform(self, draw: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
+        """Rows [start, stop) of draw `draw`: float64 in [0, 1), `(batch, heads, rows, k_len)`.
+
+        Drawn on CPU (masks are the same on every device) from the call's seeded generator;
+        chunks must ask for their rows in order.
+        """
+        batch, heads, _, _ = self.query.shape
+        stream = self._stream(draw, batch * heads * self.k_len)
+        if stream.next_row != start:
+            raise RuntimeError(f"draw {draw}: rows asked from {start}, stream at {stream.next_row}")
+        shape = (stop - start, batch, heads, self.k_len)
+        noise = torch.rand(shape, generator=stream.generator, dtype=torch.float64)
+        stream.next_row = stop
+        noise = noise.permute(1, 2, 0, 3)
+        if device.type == "cuda":  # pinned, so the copy does not wait for the GPU stream
+            return noise.pin_memory().to(device, non_blocking=True)
+        return noise.to(device)
+
+    def _stream(self, draw: int, row_numbers: int) -> _Stream:
+        if draw in self._streams:
+            return self._streams[draw]
+        before = self._streams.get(draw - 1)
+        if before is not None and before.next_row == self.q_len:
+            stream = _Stream(before.generator, 0)  # the previous draw is used up: continue it
+        else:
+            generator = self.state.generator(self.layer_idx, self.seed)
+            skip = draw * self.q_len * row_numbers
+            while skip > 0:  # draw d starts after d whole draws of the call
+                step = min(skip, _SKIP_BLOCK)
+                torch.rand(step, generator=generator, dtype=torch.float64)
+                skip -= step
+            stream = _Stream(generator, 0)
+        self._streams[draw] = stream
+        return stream
