@@ -20,10 +20,13 @@ import torch
 from sparse_attention_hub.sparse_attention.state import SparseState
 
 DEFAULT_MEMORY_MIB = 512
-ENTRY_BYTES = 48
-"""Bytes of working memory per (batch, head, query, key) entry of a chunk: about a dozen float32
-tensors of that shape are alive at once while maskers build their masks (logits, scores, the
-mask so far and its union, candidates, weights, float64 noise)."""
+ENTRY_BYTES = 72
+"""Bytes of working memory per (batch, head, query, key) entry of a chunk while maskers build
+their masks (logits, scores, the mask so far and its union, candidates, weights, float64 noise):
+at most 67 measured for any masker by `benchmarks/maskers.py`'s dispatch-mode counter."""
+CHUNK_SHARE = 0.85
+"""Share of the budget the query chunks may use; the rest is for key-side work done once per
+call (per-call caches, new rows of the state's key caches)."""
 _SKIP_BLOCK = 1 << 22  # numbers discarded per call when a draw starts mid-stream
 
 
@@ -73,11 +76,12 @@ class CallScope:
     def values(self) -> torch.Tensor:
         return self.value.float()
 
-    def chunk_rows(self, entry_bytes: int = ENTRY_BYTES) -> int:
-        """Queries per chunk so that a chunk's (B, H, rows, N) working set fits the budget."""
+    def chunk_rows(self, extra_row_bytes: int = 0) -> int:
+        """Queries per chunk so that a chunk's (B, H, rows, N) working set (plus
+        `extra_row_bytes` per query row) fits the budget; at least one row."""
         batch, heads = self.query.shape[0], self.query.shape[1]
-        per_row = max(1, batch * heads * self.k_len * entry_bytes)
-        return max(1, min(self.q_len, self.memory_bytes // per_row))
+        per_row = max(1, batch * heads * self.k_len * ENTRY_BYTES + extra_row_bytes)
+        return max(1, min(self.q_len, int(self.memory_bytes * CHUNK_SHARE) // per_row))
 
     def uniform(self, draw: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
         """Rows [start, stop) of draw `draw`: float64 in [0, 1), `(batch, heads, rows, k_len)`.

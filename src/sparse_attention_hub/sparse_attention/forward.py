@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from sparse_attention_hub.sparse_attention.attention import gathered_attention, weighted_attention
-from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB, ENTRY_BYTES, CallScope
+from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB, CallScope
 from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig
 from sparse_attention_hub.sparse_attention.maskers.base import MaskInputs
 from sparse_attention_hub.sparse_attention.state import SparseState
@@ -84,14 +84,11 @@ def sparse_attention_forward(
     scope = CallScope(query, key, value, layer_idx, state, seed, memory_mib << 20)
     dense = config is None or not config.masker_configs or layer_idx in config.dense_layers
     limit = None
-    entry_bytes = ENTRY_BYTES
     if not dense and config is not None:
         limit = gather_limit(config, k_len, attention_mask is None)
-        entry_bytes += sum(masker.entry_bytes for masker in config.masker_configs)
-    rows = scope.chunk_rows(entry_bytes)
-    if limit is not None:  # gathered K and V rows, (B, H, rows, K, D) each, on top
-        gathered = 2 * query.shape[0] * heads * limit * query.shape[-1] * 4
-        rows = max(1, min(rows, scope.memory_bytes // max(1, gathered + 1)))
+    # gathered K and V rows, (B, H, rows, K, D) each, come on top of the mask's working set
+    gathered = 0 if limit is None else 2 * query.shape[0] * heads * limit * query.shape[-1] * 4
+    rows = scope.chunk_rows(gathered)
     if query_chunk is not None:
         rows = max(1, query_chunk)
     record = _CallRecord() if stats is not None else None

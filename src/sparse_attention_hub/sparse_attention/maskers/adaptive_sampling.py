@@ -36,7 +36,6 @@ class AdaptiveSamplingConfig(MaskerConfig):
     """
 
     kind: ClassVar[Literal["fixed", "sampling"]] = "sampling"
-    entry_bytes: ClassVar[int] = 64  # two float64 draws, float64 deviations, a full-row sort
     type: Literal["adaptive_sampling"] = "adaptive_sampling"
     base_rate_sampling: BaseRate
     epsilon: UnitFloat

@@ -168,9 +168,6 @@ class MaskerConfig(BaseModel):
 
     kind: ClassVar[Literal["fixed", "sampling"]] = "fixed"
     """`sampling` maskers write probabilities; at most one, and it must come last."""
-    entry_bytes: ClassVar[int] = 0
-    """Working memory per (batch, head, query, key) entry beyond what every masker needs
-    (`call.ENTRY_BYTES`): sizes the query chunks."""
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         """Return `clamp(previous + this masker's selection, 0, 1)`, `(batch, heads, q, k)`."""

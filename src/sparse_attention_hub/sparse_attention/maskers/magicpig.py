@@ -71,7 +71,6 @@ class MagicPigConfig(MaskerConfig):
     """Candidates colliding with the query in >= `min_table_matches` of `lsh_l` tables; value p."""
 
     kind: ClassVar[Literal["fixed", "sampling"]] = "sampling"
-    entry_bytes: ClassVar[int] = 64  # float64 collision probabilities, int16 match counts
     type: Literal["magicpig"] = "magicpig"
     lsh_l: PositiveInt
     lsh_k: PositiveInt

@@ -7,7 +7,7 @@ already selected, so the final mask covers at least `top_p` of the dense attenti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 
@@ -25,7 +25,6 @@ from sparse_attention_hub.sparse_attention.maskers.base import (
 class OracleTopPConfig(MaskerConfig):
     """Adds the highest-probability candidates until covered mass >= `top_p` (ties included)."""
 
-    entry_bytes: ClassVar[int] = 24  # the sorted probabilities and their int64 order
     type: Literal["oracle_topp"] = "oracle_topp"
     top_p: Fraction
 

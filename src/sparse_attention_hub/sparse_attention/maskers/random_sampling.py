@@ -22,7 +22,6 @@ class RandomSamplingConfig(MaskerConfig):
     """Row i draws r_i = min(|R_i|, floor(rate * N)) candidates; each gets value r_i / |R_i|."""
 
     kind: ClassVar[Literal["fixed", "sampling"]] = "sampling"
-    entry_bytes: ClassVar[int] = 16  # the float64 draw
     type: Literal["random_sampling"] = "random_sampling"
     sampling_rate: Fraction
 
