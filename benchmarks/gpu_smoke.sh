@@ -8,7 +8,10 @@
 #    and jobs of both workers run on one GPU at the same time;
 # 2. OOM: a job that allocates 60% of the GPU past its worker's 40% memory fraction fails as
 #    `cuda_oom` (a real torch.OutOfMemoryError, retried once) while its neighbours complete;
-# 3. SmolLM2-135M (dense + streaming, mock_benchmark) on 2 workers of one GPU, weights on it.
+# 3. SmolLM2-135M (dense + streaming, mock_benchmark) on 2 workers of one GPU, weights on it;
+# 4. long context (benchmarks/gpu_longctx.py): a random-weight Llama (4 layers, GQA 8/2 heads) at
+#    64k and 128k tokens, dense + streaming + oracle_topk on the first GPU: peak memory per run,
+#    ms per decode step, CUDA syncs per step (LONGCTX_KEYS="65536 131072" to change the lengths).
 # Ends with `gpu_smoke: PASS` (exit 0) or `gpu_smoke: FAIL at <step>` (exit 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,4 +73,13 @@ STEP="smollm2 checks"
 "$PY" benchmarks/gpu_smoke.py real "$WORK" --gpus "$GPUS" | tee "$WORK/real.txt"
 while IFS= read -r line; do PASSED+=("${line#PASS }"); done <"$WORK/real.txt"
 "$PY" -m sparse_attention_hub.cli.main status "$WORK/real/results"
+
+STEP="long context"
+GPU0="${GPUS%%,*}"
+# shellcheck disable=SC2086  # LONGCTX_KEYS is a list of numbers
+timeout 900 "$PY" benchmarks/gpu_longctx.py --device "cuda:$GPU0" \
+  --keys ${LONGCTX_KEYS:-65536 131072} | tee "$WORK/longctx.txt"
+while IFS= read -r line; do
+  case "$line" in "PASS "*) PASSED+=("${line#PASS }") ;; esac
+done <"$WORK/longctx.txt"
 STEP="done"
