@@ -76,11 +76,19 @@ class CallScope:
     def values(self) -> torch.Tensor:
         return self.value.float()
 
+    def row_bytes(self, extra_row_bytes: int = 0) -> int:
+        """Working memory of one query row: its (B, H, 1, N) entries plus `extra_row_bytes`."""
+        batch, heads = self.query.shape[0], self.query.shape[1]
+        return max(1, batch * heads * self.k_len * ENTRY_BYTES + extra_row_bytes)
+
+    def fits_one_row(self, extra_row_bytes: int = 0) -> bool:
+        return self.row_bytes(extra_row_bytes) <= int(self.memory_bytes * CHUNK_SHARE)
+
     def chunk_rows(self, extra_row_bytes: int = 0) -> int:
         """Queries per chunk so that a chunk's (B, H, rows, N) working set (plus
-        `extra_row_bytes` per query row) fits the budget; at least one row."""
-        batch, heads = self.query.shape[0], self.query.shape[1]
-        per_row = max(1, batch * heads * self.k_len * ENTRY_BYTES + extra_row_bytes)
+        `extra_row_bytes` per query row) fits the budget; at least one row (a row is not split:
+        past about budget / (B * H * 72 bytes) keys, one row alone exceeds the budget)."""
+        per_row = self.row_bytes(extra_row_bytes)
         return max(1, min(self.q_len, int(self.memory_bytes * CHUNK_SHARE) // per_row))
 
     def uniform(self, draw: int, start: int, stop: int, device: torch.device) -> torch.Tensor:

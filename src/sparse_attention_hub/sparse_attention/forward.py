@@ -86,8 +86,11 @@ def sparse_attention_forward(
     limit = None
     if not dense and config is not None:
         limit = gather_limit(config, k_len, attention_mask is None)
-    # gathered K and V rows, (B, H, rows, K, D) each, come on top of the mask's working set
+    # gathered K and V rows, (B, H, rows, K, D) each, come on top of the mask's working set;
+    # where even one query row would then exceed the budget, whole rows keep it (slower)
     gathered = 0 if limit is None else 2 * query.shape[0] * heads * limit * query.shape[-1] * 4
+    if gathered and not scope.fits_one_row(gathered) and scope.fits_one_row(0):
+        limit, gathered = None, 0
     rows = scope.chunk_rows(gathered)
     if query_chunk is not None:
         rows = max(1, query_chunk)
