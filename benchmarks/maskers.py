@@ -61,11 +61,17 @@ class PeakMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
+        # views and in-place results share an argument's storage: no new memory
+        shared = {
+            t.untyped_storage().data_ptr()
+            for t in tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
         for tensor in tree_leaves(out):
-            if isinstance(tensor, torch.Tensor) and not isinstance(tensor, torch.nn.Parameter):
+            if isinstance(tensor, torch.Tensor):
                 storage = tensor.untyped_storage()
                 key = storage.data_ptr()
-                if key and key not in self._seen:
+                if key and key not in self._seen and key not in shared:
                     size = storage.nbytes()
                     self._seen[key] = size
                     self.live += size

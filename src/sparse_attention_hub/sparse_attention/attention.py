@@ -62,8 +62,15 @@ def attention_logits(
     scaling: float,
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """scale * q.k (+ bias) in float32 with GQA (query head h reads KV head h // g): (B, H, Q, N)."""
-    logits = grouped_matmul(queries.float(), keys.float().transpose(-1, -2)) * scaling
+    """scale * q.k (+ bias) in float32 with GQA (query head h reads KV head h // g): (B, H, Q, N).
+
+    Computed as K q^T: a transposed K would make matmul copy all N keys of every call.
+    """
+    batch, heads, rows, dim = queries.shape
+    kv_heads, n_keys = keys.shape[1], keys.shape[2]
+    stacked = queries.float().reshape(batch, kv_heads, (heads // kv_heads) * rows, dim)
+    logits = torch.matmul(keys.float(), stacked.transpose(-1, -2)).mul_(scaling)
+    logits = logits.transpose(-1, -2).reshape(batch, heads, rows, n_keys)
     return logits if bias is None else logits + bias
 
 

@@ -103,6 +103,7 @@ def sparse_attention_forward(
         outputs.append(output)
         if record is not None:
             record.add(inputs, mask, output, stats is not None and stats.output_error)
+        del inputs, mask, output  # or this chunk's logits and mask live on beside the next's
     output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
     if stats is not None and record is not None:
         record.write(stats, layer_idx, q_len, k_len, dense)
