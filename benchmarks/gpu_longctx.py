@@ -2,7 +2,8 @@
 
 For each context length the context is prefilled once (native attention), then every attention
 config answers one question (32 tokens) and decodes `--steps` tokens from the cache cropped back
-to the context, as the adapter does (methods.md §7). Per run: peak GPU memory (and its excess over
+to the context, as the adapter does (docs/methods.md §7).
+Per run: peak GPU memory (and its excess over
 what the run started with), ms per decode step, density, and how many CUDA synchronisations the
 decode steps made (`torch.cuda.set_sync_debug_mode`; our attention adds none, the count is what
 the model's own code does). Prints `PASS longctx ...` lines, or exits with `FAIL longctx: why`.

@@ -1,4 +1,4 @@
-"""ModelAdapterHF on a tiny random Llama: evaluation setup of methods.md §7, end to end."""
+"""ModelAdapterHF on a tiny random Llama: evaluation setup of docs/methods.md §7, end to end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Prompt split, BOS handling and middle truncation (methods.md §7 steps 1-3; pitfalls 5, 6)."""
+"""Prompt split, BOS handling, middle truncation (docs/methods.md §7 steps 1-3; pitfalls 5, 6)."""
 
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ def test_effective_cap_is_min_of_user_and_row_in_a_fresh_dict(tmp_path: Path) ->
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["generation_kwargs"] == {"max_new_tokens": 30, "temperature": 0.0}
     assert config["subsets"] == ["alpha"]
-    # every package a scorer or generator uses (specs/benchmarks.md §0.6), None if absent
+    # every package a scorer or generator uses (docs/benchmarks.md §0.6), None if absent
     scoring = {"rouge", "rouge-score", "jieba", "fuzzywuzzy", "nltk", "bert-score", "scipy"}
     assert scoring <= set(config["versions"])
     assert config["versions"]["rouge"] == "1.0.1"

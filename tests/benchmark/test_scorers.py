@@ -1,4 +1,4 @@
-"""Shared scoring primitives (specs/benchmarks.md §0.7) against hand-computed values."""
+"""Shared scoring primitives (docs/benchmarks.md §0.7) against hand-computed values."""
 
 from __future__ import annotations
 

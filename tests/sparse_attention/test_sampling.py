@@ -28,7 +28,7 @@ DRAWS = 200
 def estimates(
     mask: torch.Tensor, logits: torch.Tensor, values: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Horvitz-Thompson numerator (B, H, Q, D) and denominator (B, H, Q) of §5."""
+    """Horvitz-Thompson numerator (B, H, Q, D) and denominator (B, H, Q) of docs/methods.md §5."""
     row_max = logits.amax(-1, keepdim=True)
     weights = torch.where(mask > 0, torch.exp(logits - row_max) / mask.clamp_min(1e-30), 0.0)
     values = values.repeat_interleave(logits.shape[1] // values.shape[1], dim=1)
@@ -76,7 +76,7 @@ def test_estimator_is_unbiased(sampler: MaskerConfig) -> None:
 def expected_collision_probability(
     q: torch.Tensor, k: torch.Tensor, config: MagicPigConfig
 ) -> torch.Tensor:
-    """p of §6.10 step 5 from scratch, `(B, H, Q, N)` (single KV head)."""
+    """p of docs/methods.md §6.10 step 5 from scratch, `(B, H, Q, N)` (single KV head)."""
     context = k.shape[2] - q.shape[2]
     shifted = k - k[:, :, :context].mean(2, keepdim=True)
     dots = q @ shifted.transpose(-1, -2)

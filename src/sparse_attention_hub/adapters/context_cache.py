@@ -1,4 +1,4 @@
-"""The context's KV cache, rewound to the context before every question (methods.md §7 step 5).
+"""The context's KV cache, rewound before every question (docs/methods.md §7 step 5).
 
 The cache is a plain `DynamicCache()` built without the model config, so every layer keeps every
 key: sliding-window and chunked layers get their window from the attention mask, not from a

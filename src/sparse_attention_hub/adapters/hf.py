@@ -1,6 +1,6 @@
 """`ModelAdapterHF`: a Hugging Face causal LM answering requests under a switchable attention.
 
-Evaluation setup (methods.md §7): the context is prefilled once with the model's native dense
+Evaluation setup (docs/methods.md §7): the context is prefilled once with the model's native dense
 attention; every question is then answered from a cache cropped back to the context, its prefill
 and each decode step computed by our attention function (dense for config None, else the sparse
 config). Changing the sparse config swaps an attribute; weights are never reloaded.

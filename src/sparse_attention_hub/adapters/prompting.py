@@ -1,4 +1,4 @@
-"""Request -> token ids, as methods.md §7 steps 1-3 say: chat split, one BOS, middle truncation.
+"""Request -> token ids (docs/methods.md §7 steps 1-3): chat split, one BOS, middle truncation.
 
 The context is rendered inside the user turn and cut at a random separator, so the context tokens
 can be prefilled once while each question still lands in the user turn and the answer prefix

@@ -1,4 +1,4 @@
-"""InfiniteBench's per-sample scorers (official `compute_scores.py`, specs/benchmarks.md §3).
+"""InfiniteBench's per-sample scorers (official `compute_scores.py`, docs/benchmarks.md §3).
 
 Each takes the raw prediction and the label in the type `infinite_bench.normalise_label` gives
 it, and returns whether the sample is correct. The official rules are reproduced as they are

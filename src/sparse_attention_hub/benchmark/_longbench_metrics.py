@@ -1,4 +1,4 @@
-"""LongBench's per-sample metrics (specs/benchmarks.md §1), each `(prediction, ground_truth,
+"""LongBench's per-sample metrics (docs/benchmarks.md §1), each `(prediction, ground_truth,
 all_classes) -> float in [0, 1]`.
 
 These reproduce the official `metrics.py` of THUDM/LongBench, quirks included, because published

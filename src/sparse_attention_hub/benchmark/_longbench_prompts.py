@@ -2,7 +2,7 @@
 
 `Xnhyacinth/LongBench` holds only the English tasks, so `multifieldqa_zh`, `dureader`, `vcsum`,
 `lsht` and `passage_retrieval_zh` are built here from records with fields `input, context,
-answers, length, all_classes, _id` (specs/benchmarks.md §1). Each official `dataset2prompt`
+answers, length, all_classes, _id` (docs/benchmarks.md §1). Each official `dataset2prompt`
 template is split into a context part (instruction, `{context}` and the fixed text after it), a
 question part (`{input}` with its label) and the answer prefix that starts the assistant turn.
 """

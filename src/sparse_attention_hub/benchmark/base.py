@@ -1,6 +1,6 @@
 """Benchmark base: rows -> grouped requests -> saved predictions -> scores.
 
-Order of persistence (specs/benchmarks.md §0.4): every prediction is appended to
+Order of persistence (docs/benchmarks.md §0.4): every prediction is appended to
 `predictions.jsonl` as it finishes, `raw_results.csv` is written before scoring, and a scorer that
 raises costs that task's score, never the predictions.
 """

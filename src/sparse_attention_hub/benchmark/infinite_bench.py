@@ -1,6 +1,6 @@
 """InfiniteBench (Zhang et al., 2024): nine 100k+-token tasks, retrieval to book QA.
 
-Rows come from `MaxJeblick/InfiniteBench` (official open-model prompts, specs/benchmarks.md §3).
+Rows come from `MaxJeblick/InfiniteBench` (official open-model prompts, docs/benchmarks.md §3).
 Labels are converted at load to the types the official scorers expect (int return values,
 int/float numbers, `[option text, letter]` for choice tasks), never parsed with eval.
 """

@@ -1,6 +1,6 @@
 """LongBench (Bai et al., 2024): 21 bilingual long-context tasks plus 13 length-balanced `_e` ones.
 
-Scoring follows the official `eval.py` / `metrics.py` (specs/benchmarks.md §1): per sample the
+Scoring follows the official `eval.py` / `metrics.py` (docs/benchmarks.md §1): per sample the
 max over ground truths of the task's metric; standard tasks are macro-averaged into `overall`
 and per-category means; `_e` tasks are reported only by length bucket (0-4k, 4-8k, 8k+).
 """

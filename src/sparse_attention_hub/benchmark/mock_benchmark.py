@@ -1,4 +1,4 @@
-"""`mock_benchmark`: five inline reading-comprehension questions (specs/benchmarks.md §8).
+"""`mock_benchmark`: five inline reading-comprehension questions (docs/benchmarks.md §8).
 
 No download, three contexts (two shared by two questions each), so a quickstart or a test can
 exercise grouping, persistence and scoring end to end in seconds.

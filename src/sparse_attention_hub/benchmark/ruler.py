@@ -2,7 +2,7 @@
 
 Rows come pre-generated from the hub (`simonjegou/ruler`, one config per length, RULER's
 `prepare.py` output with the Llama-3.1 tokenizer). Scoring and aggregation follow RULER's
-`evaluate.py` (specs/benchmarks.md §5) and are shared with `ruler_synthetic` through
+`evaluate.py` (docs/benchmarks.md §5) and are shared with `ruler_synthetic` through
 `scorers.ruler_score_rows` / `scorers.ruler_aggregate`.
 """
 

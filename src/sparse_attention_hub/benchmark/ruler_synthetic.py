@@ -1,4 +1,4 @@
-"""`ruler_synthetic`: RULER-style tasks generated offline from a seed (specs/benchmarks.md §9).
+"""`ruler_synthetic`: RULER-style tasks generated offline from a seed (docs/benchmarks.md §9).
 
 Eleven tasks after Hsieh et al., "RULER: What's the Real Context Size of Your Long-Context
 Language Models?" (2024): eight needle-in-a-haystack variants, variable tracking (`vt`), common

@@ -1,4 +1,4 @@
-"""Scoring primitives shared by every benchmark (specs/benchmarks.md §0.7). Implement once here."""
+"""Scoring primitives shared by every benchmark (docs/benchmarks.md §0.7). Implement once here."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def qa_f1(prediction: str, ground_truth: str) -> float:
     return token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
 
 
-# ----- Chinese text, ROUGE-L, fuzzy ratio (LongBench; specs/benchmarks.md §0.7) -----------------
+# ----- Chinese text, ROUGE-L, fuzzy ratio (LongBench; docs/benchmarks.md §0.7) -----------------
 _ZH_PUNCTUATION = set(
     string.punctuation
     + "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏."
@@ -218,7 +218,7 @@ def ruler_score_rows(task: str, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def ruler_aggregate(scored: pd.DataFrame, benchmark_name: str) -> dict[str, Any]:
-    """RULER metrics (specs/benchmarks.md §5) from per-sample scores, all on 0-100.
+    """RULER metrics (docs/benchmarks.md §5) from per-sample scores, all on 0-100.
 
     `scored` needs columns `task`, `context_length` (target length) and `score` (in [0, 1]).
     Cells: `buckets.by_length[L][task]` = 100 x mean, `buckets.by_length_n[L][task]` = samples,

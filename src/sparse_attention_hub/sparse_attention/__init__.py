@@ -1,7 +1,8 @@
 """Sparse attention as a quality simulator: configs, maskers, masked attention, statistics.
 
-Attention is computed in float32 over masks (methods.md §4-§5), in query chunks whose extra memory
-fits a budget (`DEFAULT_MEMORY_MIB`); this measures accuracy loss, not a kernel's speed. What other layers use:
+Attention is computed in float32 over masks (docs/methods.md §4-§5), in query chunks whose extra
+memory fits a budget (`DEFAULT_MEMORY_MIB`); this measures accuracy loss, not a kernel's speed.
+What other layers use:
 
 - configs: `SparseAttentionConfig`, `ResearchAttentionConfig(masker_configs, dense_layers, seed)`,
   one config class per masker (registry `MASKERS`, key == YAML `type` == file stem), and

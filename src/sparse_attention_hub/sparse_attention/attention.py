@@ -1,4 +1,4 @@
-"""Masked attention math: the self-normalised importance-weighted softmax of methods.md §5.
+"""Masked attention math: the self-normalised importance-weighted softmax of docs/methods.md §5.
 
 Shapes: queries (B, H, Q, D); keys/values (B, H_kv, N, D); masks (B, H, Q, N).
 All arithmetic is float32 whatever the model dtype; the output is cast back at the end.

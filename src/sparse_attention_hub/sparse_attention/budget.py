@@ -1,4 +1,5 @@
-"""Validated number types for masker configs: budgets, counts and open-interval floats (§3).
+"""Validated number types for masker configs (docs/methods.md §3): budgets, counts, open-interval
+floats.
 
 A *budget* is an int (an absolute number of keys) or a float in (0, 1] (a fraction of the N keys
 of the current call, recomputed at every call so it grows during decode). `bool` is rejected and

@@ -1,4 +1,5 @@
-"""Sparse-attention configs: the validated, serialisable description of a method (§2).
+"""Sparse-attention configs: the validated, serialisable description of a method
+(docs/methods.md §2).
 
 `None` in place of a config means dense attention everywhere. `ResearchAttentionConfig` is an
 ordered list of masker configs (a pydantic union discriminated by `type`), so

@@ -2,7 +2,8 @@
 
 It cuts the call's queries into chunks whose working memory fits `memory_mib` (results do not
 depend on the chunking), builds each chunk's mask by applying the config's maskers in order (each
-returns the union with the mask so far), computes the §5 importance-weighted softmax in float32,
+returns the union with the mask so far), computes the importance-weighted softmax
+(docs/methods.md §5) in float32,
 and records statistics as device tensors (nothing is read back to the host here). When every
 masker bounds the keys it adds and the bound is small, the softmax runs over the selected keys
 only, gathered by index (`gathered_attention`). Layers in `dense_layers`, an empty masker list and

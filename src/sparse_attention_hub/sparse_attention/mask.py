@@ -1,4 +1,5 @@
-"""Mask algebra shared by the maskers: union, candidates, exact top-k, uniform sampling (§4).
+"""Mask algebra shared by the maskers (docs/methods.md §4): union, candidates, exact top-k, uniform
+sampling.
 
 Masks are float32 `(batch, heads, q_len, k_len)` in [0, 1]: 0 = not selected, p in (0, 1] =
 selected with inclusion probability p, 1 = deterministic. Selections are bool tensors of the

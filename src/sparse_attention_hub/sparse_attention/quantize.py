@@ -1,4 +1,4 @@
-"""Pseudo-quantisation shared by Quest and Double Sparsity labels (§6.11)."""
+"""Pseudo-quantisation shared by Quest and Double Sparsity labels (docs/methods.md §6.11)."""
 
 from __future__ import annotations
 

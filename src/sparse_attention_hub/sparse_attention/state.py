@@ -1,4 +1,5 @@
-"""Per-request sparse-attention state: seeds, call counters and per-layer caches (§6.12).
+"""Per-request sparse-attention state: seeds, call counters and per-layer caches
+(docs/methods.md §6.12).
 
 One `SparseState` lives for one context (one request). The adapter:
 

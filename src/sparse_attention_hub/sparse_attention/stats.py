@@ -1,4 +1,5 @@
-"""Per-call attention statistics of a sparse job: density, output error, masker metrics (§8).
+"""Per-call attention statistics of a sparse job: density, output error, masker metrics
+(docs/methods.md §8).
 
 One `AttentionStats` belongs to one job. The job calls `start(job_dir or file, keep)` (a fresh
 `attention_stats.jsonl`, or, when resuming, the file cut back to the questions in `keep`), the

@@ -216,7 +216,7 @@ def test_join_keys_phrasing() -> None:
     assert join_keys(["a", "b", "c", "d"]) == "a, b, c, and d"
 
 
-# The texts of specs/benchmarks.md §9, typed from the spec (not from the code).
+# The texts of docs/benchmarks.md §9, typed from the docs (not from the code).
 NIAH_SPEC = {
     True: (
         "A special magic {t} is hidden within the following text. Make sure to memorize it. "

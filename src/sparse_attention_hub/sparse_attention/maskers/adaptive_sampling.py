@@ -1,4 +1,5 @@
-"""`adaptive_sampling`: a per-row sampling budget with an (epsilon, delta) guarantee (§6.9).
+"""`adaptive_sampling`: a per-row sampling budget with an (epsilon, delta) guarantee
+(docs/methods.md §6.9).
 
 *Paper*: vAttention, Desai et al., 2025 — heavy hitters plus uniform sampling of the residual,
 budget from the CLT on the softmax denominator.

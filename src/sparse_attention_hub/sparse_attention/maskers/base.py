@@ -3,9 +3,9 @@
 A masker is one frozen pydantic config with a `type` literal plus one method,
 `add_mask(inputs, previous) -> mask`: `previous` is the mask built so far, float32
 `(batch, heads, q_len, k_len)` in [0, 1]; the result is the union `clamp(previous + new, 0, 1)`
-(built with `mask.union`), never an in-place edit of `previous` (§4). Sampling maskers write each
-sampled key's inclusion probability; deterministic ones write 1. The registry key, the YAML `type`
-and the module file stem are the same word.
+(built with `mask.union`), never an in-place edit of `previous` (docs/methods.md §4). Sampling
+maskers write each sampled key's inclusion probability; deterministic ones write 1. The registry
+key, the YAML `type` and the module file stem are the same word.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class MaskInputs:
     True where the model's mask lets query i see key j; `bias` the model's finite additive mask or
     None. What a masker computes from keys alone belongs in `scope.cache` (once per call) or the
     state (across calls), never per chunk. `metrics` collects per-call numbers a masker wants
-    logged (§8), as (sum, count) device tensors added over the chunks.
+    logged (docs/methods.md §8), as (sum, count) device tensors added over the chunks.
     """
 
     scope: CallScope

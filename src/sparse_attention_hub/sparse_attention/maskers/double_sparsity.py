@@ -1,4 +1,4 @@
-"""`double_sparsity`: top-k by a few outlier channels with low-bit labels (§6.7).
+"""`double_sparsity`: top-k by a few outlier channels with low-bit labels (docs/methods.md §6.7).
 
 *Paper*: Double Sparsity, Yang et al., 2024 — offline-calibrated channel ranking per layer and
 head; approximate scores from r = D / group_factor channels, quantised to `label_bits`.

@@ -1,4 +1,4 @@
-"""`hashattention`: top-k by learned bit signatures (§6.6).
+"""`hashattention`: top-k by learned bit signatures (docs/methods.md §6.6).
 
 *Paper*: HashAttention, Desai et al., ICML 2025 — per-head MLPs map queries and keys to 32-bit
 signatures; keys are ranked by Hamming distance to the query's signature.

@@ -1,4 +1,7 @@
-"""`local`: a sliding window of recent keys (*paper*: StreamingLLM, Xiao et al., ICLR 2024, §6.2)."""
+"""`local`: a sliding window of recent keys (docs/methods.md §6.2).
+
+*Paper*: StreamingLLM, Xiao et al., ICLR 2024.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`magicpig`: LSH sampling with known inclusion probabilities (§6.10).
+"""`magicpig`: LSH sampling with known inclusion probabilities (docs/methods.md §6.10).
 
 *Paper*: MagicPIG, Chen et al., ICLR 2025 — SimHash tables over centred keys, K = 10 bits,
 L = 150 tables, selection by >= 2 colliding tables, output by importance weighting (1 / p).

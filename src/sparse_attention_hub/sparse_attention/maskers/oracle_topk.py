@@ -1,4 +1,4 @@
-"""`oracle_topk`: the exact top-k keys by q . k among the candidates (§6.3).
+"""`oracle_topk`: the exact top-k keys by q . k among the candidates (docs/methods.md §6.3).
 
 Uses the true keys, so it upper-bounds approximate top-k methods (Quest, HashAttention, ...).
 """

@@ -1,4 +1,4 @@
-"""`oracle_topp`: the fewest keys whose dense attention mass reaches `top_p` (§6.4).
+"""`oracle_topp`: the fewest keys whose dense mass reaches `top_p` (docs/methods.md §6.4).
 
 Mass is always measured against the whole row's dense softmax, counting what earlier maskers
 already selected, so the final mask covers at least `top_p` of the dense attention mass.

@@ -1,4 +1,4 @@
-"""`quest`: query-aware page selection by min/max key bounds (§6.5).
+"""`quest`: query-aware page selection by min/max key bounds (docs/methods.md §6.5).
 
 *Paper*: Quest, Tang et al., ICML 2024 — page size 16, the first two layers dense.
 """

@@ -1,4 +1,6 @@
-"""`random_sampling`: uniform sampling of the residual keys without replacement (§6.8)."""
+"""`random_sampling`: uniform sampling of the residual keys without replacement
+(docs/methods.md §6.8).
+"""
 
 from __future__ import annotations
 

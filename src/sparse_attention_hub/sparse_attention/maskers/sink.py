@@ -1,4 +1,7 @@
-"""`sink`: the first keys of the sequence (*paper*: StreamingLLM, Xiao et al., ICLR 2024, §6.1)."""
+"""`sink`: the first keys of the sequence (docs/methods.md §6.1).
+
+*Paper*: StreamingLLM, Xiao et al., ICLR 2024.
+"""
 
 from __future__ import annotations
 
