@@ -12,6 +12,8 @@ from sparse_attention_hub.cli.main import main
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.report import kept_table, plot_kept_vs_density
 
+from .conftest import TreeBuilder
+
 ROWS = [
     ("m", "dense", "ruler", "4096", "", "overall", 80.0),
     ("m", "dense", "ruler", "4096", "", "density/overall", 1.0),
@@ -39,7 +41,8 @@ def test_nothing_to_plot_is_a_clear_error(tmp_path: Path) -> None:
         plot_kept_vs_density(table, tmp_path / "kept.png")
 
 
-def test_sah_report_writes_the_plot(tmp_path: Path) -> None:
-    pd.DataFrame(ROWS, columns=COLUMNS).to_csv(tmp_path / "results.csv", index=False)
-    assert main(["report", str(tmp_path), "--plot", str(tmp_path / "kept.png")]) == 0
+def test_sah_report_writes_the_plot(tree: TreeBuilder, tmp_path: Path) -> None:
+    tree.add("dense", "qa", score=80.0)
+    tree.add("topk", "qa", score=60.0, density=0.25)
+    assert main(["report", str(tree.base), "--plot", str(tmp_path / "kept.png")]) == 0
     assert (tmp_path / "kept.png").stat().st_size > 10_000

@@ -12,6 +12,8 @@ from sparse_attention_hub.cli.main import main
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.report import kept_table, pivot_scores
 
+from .conftest import TreeBuilder
+
 ROWS = [
     # model, sparse config, benchmark, subset, task, metric, value
     ("m", "dense", "ruler", "4096", "", "overall", 80.0),
@@ -67,13 +69,18 @@ def test_missing_results_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_sah_report_prints_scores_and_kept_share(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tree: TreeBuilder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_results(tmp_path)
-    assert main(["report", str(tmp_path), "--csv", str(tmp_path / "kept.csv")]) == 0
+    tree.add("dense", "qa", score=80.0)
+    tree.add("topk", "qa", score=60.0, density=0.25)
+    tree.fail("topk", "sum")
+    assert main(["report", str(tree.base), "--csv", str(tmp_path / "kept.csv"), "--open"]) == 0
     out = capsys.readouterr().out
     assert "60.00 (75%)" in out and "80.00 (100%)" in out
-    assert len(pd.read_csv(tmp_path / "kept.csv")) == 5
+    assert "failed org/tiny/topk/mock_benchmark/sum: [cuda_oom]" in out
+    index = tree.base / "report" / "index.html"
+    assert f"report: {index}" in out and index.resolve().as_uri() in out
+    assert len(pd.read_csv(tmp_path / "kept.csv")) == 2
 
 
 def test_unknown_baseline_is_an_error_not_a_blank_column(tmp_path: Path) -> None:

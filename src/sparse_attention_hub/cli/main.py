@@ -2,7 +2,7 @@
 
 sah run experiment.yaml [--dry-run] [--gpus 0,1] [--max-concurrent-runs 4] [--debug] ...
 sah status results/quickstart
-sah report results/quickstart [--baseline dense] [--csv table.csv]
+sah report results/quickstart [other_dir] [--baseline dense] [--csv table.csv] [--open]
 sah list benchmarks | presets
 """
 
@@ -86,8 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="summarise a result dir")
     status.add_argument("result_dir", type=Path)
 
-    report = commands.add_parser("report", help="scores and the share of dense each config keeps")
+    report = commands.add_parser(
+        "report", help="scores, plots and provenance: prints a table, writes DIR/report/"
+    )
     report.add_argument("result_dir", type=Path)
+    report.add_argument(
+        "other", type=Path, nargs="?", default=None, help="a second result dir to compare with"
+    )
+    report.add_argument("--compare", type=Path, default=None, help="same as the second dir")
+    report.add_argument("--open", action="store_true", help="print the page's file:// address")
     report.add_argument("--baseline", default="dense", help="sparse config name to compare against")
     report.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
     report.add_argument(
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return cmd_status(args.result_dir)
         if args.command == "report":
-            return cmd_report(args.result_dir, args.baseline, args.csv, args.plot)
+            return cmd_report(args)
         return cmd_list(args.what)
     except ConfigError as exc:
         Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
@@ -205,29 +212,44 @@ def cmd_status(result_dir: Path) -> int:
     return EXIT_OK
 
 
-def cmd_report(
-    result_dir: Path, baseline: str, csv_path: Path | None, plot_path: Path | None
-) -> int:
-    from sparse_attention_hub.report import kept_table, pivot_scores, plot_kept_vs_density
+def cmd_report(args: argparse.Namespace) -> int:
+    from sparse_attention_hub.report import (
+        build_report,
+        load_tree,
+        pivot_scores,
+        plot_kept_vs_density,
+    )
 
-    table = kept_table(result_dir, baseline)
-    if csv_path is not None:
-        table.to_csv(csv_path, index=False)
+    if args.other is not None and args.compare is not None:
+        raise ConfigError("give the second result dir once: as an argument or with --compare")
+    compare = args.other if args.other is not None else args.compare
+    cells, table = load_tree(args.result_dir, args.baseline)
+    if args.csv is not None:
+        table.to_csv(args.csv, index=False)
     scores, kept = pivot_scores(table, "score"), pivot_scores(table, "kept")
     density = table.groupby(["model", "sparse_config"])["density"].mean()
     for model in scores.index.get_level_values("model").unique():
         configs = list(scores.loc[model].index)
         view = Table("benchmark/subset", *configs, title=model, box=None)
         for column in scores.columns:
-            cells = [
+            cells_text = [
                 _cell(scores.at[(model, c), column], kept.at[(model, c), column]) for c in configs
             ]
-            view.add_row("mean" if column == "mean" else column, *cells)
+            view.add_row("mean" if column == "mean" else column, *cells_text)
         view.add_row("density", *[_number(density.get((model, c))) for c in configs])
         console.print(view)
-    say(f"score 0-100; in brackets the share of the {baseline!r} score kept on the same subset")
-    if plot_path is not None:
-        say(f"plot: {plot_kept_vs_density(table, plot_path, baseline)}")
+    say(
+        f"score 0-100; in brackets the share of the {args.baseline!r} score kept on the same subset"
+    )
+    for cell in cells:
+        if cell.state != "complete":
+            say(f"  {cell.state} {cell.job_id}: {cell.reason}")
+    if args.plot is not None:
+        say(f"plot: {plot_kept_vs_density(table, args.plot, args.baseline)}")
+    index = build_report(args.result_dir, args.baseline, compare)
+    say(f"report: {index}")
+    if args.open:
+        say(index.resolve().as_uri())
     return EXIT_OK
 
 
@@ -254,25 +276,15 @@ def cmd_list(what: str) -> int:
                 table.add_row(name if i == 0 else "", subset, metrics.get(subset, "?"))
         console.print(table)
         return EXIT_OK
+    from sparse_attention_hub.report.provenance import describe_config
     from sparse_attention_hub.sparse_attention import config_to_dict, get_preset, list_presets
 
     table = Table("preset", "maskers", box=None)
     for name in list_presets():
         config = get_preset(name)
-        table.add_row(
-            name, "dense attention" if config is None else _describe(config_to_dict(config) or {})
-        )
+        table.add_row(name, describe_config(config_to_dict(config) if config else None))
     console.print(table)
     return EXIT_OK
-
-
-def _describe(config: dict[str, Any]) -> str:
-    parts = []
-    for masker in config.get("masker_configs", []):
-        params = ", ".join(f"{k}={v}" for k, v in masker.items() if k != "type")
-        parts.append(f"{masker['type']}({params})")
-    extra = ", ".join(f"{k}={v}" for k, v in config.items() if k != "masker_configs" and v)
-    return " + ".join(parts) + (f"  [{extra}]" if extra else "")
 
 
 if __name__ == "__main__":
