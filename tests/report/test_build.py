@@ -133,3 +133,11 @@ def test_report_dir_symlinked_elsewhere_is_refused(tree: TreeBuilder, tmp_path: 
     with pytest.raises(ConfigError, match="is a symlink"):
         build_report(base)
     assert not any(elsewhere.iterdir())
+
+
+def test_a_tree_with_nothing_complete_yet_still_builds(tree: TreeBuilder) -> None:
+    tree.fail("topk", "qa")
+    tree.started("dense", "qa")
+    page = build_report(tree.base).read_text()
+    assert "class='failed'" in page and "class='partial'" in page
+    assert "data:image/png" not in page  # nothing to plot yet, and no empty plots
