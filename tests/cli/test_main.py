@@ -58,6 +58,7 @@ def test_dry_run_prints_plan_with_states(
     (jobs[0].result_dir / "manifest.json").write_text(
         json.dumps({"fingerprint": jobs[0].fingerprint})
     )
+    (jobs[0].result_dir / "metrics.json").write_text("{}")
     (jobs[1].result_dir).mkdir(parents=True)
     (jobs[1].result_dir / "manifest.json").write_text(json.dumps({"fingerprint": "changed"}))
     assert main(["run", str(write_yaml(tmp_path / "exp.yaml", data)), "--dry-run"]) == 0

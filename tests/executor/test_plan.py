@@ -191,6 +191,7 @@ def test_states_complete_stale_failed_pending(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, models=["m"], sparse_configs=[["dense", None]])
     done, stale = plan(spec)
     write_json(done.result_dir / "manifest.json", {"fingerprint": done.fingerprint})
+    write_json(done.result_dir / "metrics.json", {"overall": 50.0})
     write_json(stale.result_dir / "manifest.json", {"fingerprint": "0" * 16})
     assert [j.state for j in plan(spec)] == [JobState.COMPLETE, JobState.STALE]
 

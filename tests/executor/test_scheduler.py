@@ -114,6 +114,7 @@ def test_job_locked_by_another_executor_waits_then_skips_when_completed(tmp_path
     def wait_then_finish_elsewhere(timeout: float) -> list[BackendEvent]:
         events = original_wait(timeout)
         if other.is_locked and jobs[1].job_id in [j for _, j, _ in backend.log]:
+            (jobs[0].result_dir / "metrics.json").write_text("{}")
             (jobs[0].result_dir / "manifest.json").write_text(
                 f'{{"fingerprint": "{jobs[0].fingerprint}"}}'
             )

@@ -151,12 +151,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_ids = {j.job_id for j in executor.to_run(jobs)}
         for job in jobs:
             why = f"  ({job.stale_reason()})" if job.state.value == "stale" else ""
+            why = f"  ({job.problem})" if job.problem else why
             say(
                 f"{job.state.value:<9} {'run' if job.job_id in run_ids else '-':<4} {job.job_id}{why}"
             )
         states = Counter(j.state.value for j in jobs)
         summary = ", ".join(
-            f"{states.get(s, 0)} {s}" for s in ("complete", "stale", "pending", "failed")
+            f"{states.get(s, 0)} {s}"
+            for s in ("complete", "stale", "corrupt", "pending", "failed")
+            if s != "corrupt" or states.get(s)
         )
         say(f"{len(jobs)} jobs: {summary}; would run {len(run_ids)}")
         return EXIT_OK
@@ -164,7 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = results.counts()
     say(
         f"{counts['planned']} jobs: {counts.get('complete', 0)} complete, {counts.get('failed', 0)} failed, "
-        f"{counts.get('stale', 0)} stale, {counts.get('pending', 0)} pending "
+        f"{counts.get('stale', 0)} stale, "
+        + (f"{counts['corrupt']} corrupt, " if counts.get("corrupt") else "")
+        + f"{counts.get('pending', 0)} pending "
         f"({counts['ran']} ran in {results.wall_s:.1f}s) -> {results.result_dir}"
     )
     for record in results.failed:
@@ -174,42 +179,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if results.failed else EXIT_OK
 
 
+def read_run_file(path: Path) -> dict[str, Any] | None:
+    """A run file (status.json, execution_summary.json) or None; ConfigError naming what is wrong."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{path}: cannot be read as JSON ({reason}); a run rewrites it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: holds a {type(data).__name__}, expected a JSON object")
+    return data
+
+
 def cmd_status(result_dir: Path) -> int:
     files = {name: result_dir / name for name in ("status.json", "execution_summary.json")}
-    found = {name: json.loads(path.read_text()) for name, path in files.items() if path.exists()}
+    found = {name: data for name, path in files.items() if (data := read_run_file(path))}
     if not found:
         raise ConfigError(
             f"{result_dir} has no status.json or execution_summary.json (not a result dir?)"
         )
-    status: dict[str, Any] = found.get("status.json", {})
-    summary: dict[str, Any] = found.get("execution_summary.json", {})
-    if status:
-        counts = status.get("counts", {})
-        done = "interrupted" if status.get("interrupted") else f"updated {status.get('updated_at')}"
-        say(
-            f"run {status.get('run_id')} ({done}): {status.get('total')} jobs — "
-            + ", ".join(f"{v} {k}" for k, v in counts.items())
-        )
-        for worker in status.get("workers", []):
-            say(f"  worker {worker['worker']} [{worker['device']}]: {worker.get('job') or 'idle'}")
-    if summary:
-        counts = summary.get("counts", {})
-        say(
-            f"last run {summary.get('run_id')}: "
-            + ", ".join(f"{v} {k}" for k, v in counts.items())
-            + f" in {summary.get('wall_s', 0):.1f}s"
-        )
-        for failure in summary.get("failures", []):
-            say(f"  failed {failure['job_id']}: [{failure['category']}] {failure['error']}")
-        for job in summary.get("jobs", []):
-            if job["state"] == "stale":
-                why = job.get("error") or "parameters changed"
-                say(f"  stale {job['job_id']} ({why}; --rerun-stale replaces it)")
+    for name, data in found.items():
+        try:
+            show_status(data) if name == "status.json" else show_summary(data)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{files[name]}: not the shape `sah run` writes ({type(exc).__name__}: {exc})"
+            ) from None
     results_csv = result_dir / "results.csv"
     if results_csv.exists():
-        rows = max(0, len(results_csv.read_text().splitlines()) - 1)
+        with open(results_csv, "rb") as handle:
+            rows = max(0, sum(1 for _ in handle) - 1)
         say(f"results.csv: {rows} rows")
     return EXIT_OK
+
+
+def show_status(status: dict[str, Any]) -> None:
+    counts = status.get("counts", {})
+    done = "interrupted" if status.get("interrupted") else f"updated {status.get('updated_at')}"
+    say(
+        f"run {status.get('run_id')} ({done}): {status.get('total')} jobs — "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+    )
+    for worker in status.get("workers", []):
+        say(f"  worker {worker['worker']} [{worker['device']}]: {worker.get('job') or 'idle'}")
+
+
+def show_summary(summary: dict[str, Any]) -> None:
+    counts = summary.get("counts", {})
+    say(
+        f"last run {summary.get('run_id')}: "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + f" in {float(summary.get('wall_s', 0)):.1f}s"
+    )
+    for failure in summary.get("failures", []):
+        say(f"  failed {failure['job_id']}: [{failure['category']}] {failure['error']}")
+    for job in summary.get("jobs", []):
+        if job["state"] == "stale":
+            why = job.get("error") or "parameters changed"
+            say(f"  stale {job['job_id']} ({why}; --rerun-stale replaces it)")
+        elif job["state"] == "corrupt":
+            say(f"  corrupt {job['job_id']} ({job.get('error')}; the next run resumes it)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -131,7 +132,7 @@ class BenchmarkExecutor:
         )
 
     def to_run(self, jobs: list[Job]) -> list[Job]:
-        wanted = {JobState.PENDING}
+        wanted = {JobState.PENDING, JobState.CORRUPT}
         if self.rerun_failed:
             wanted.add(JobState.FAILED)
         if self.rerun_stale:
@@ -148,12 +149,17 @@ class BenchmarkExecutor:
         run_id = uuid.uuid4().hex[:12]
         todo_ids = {j.job_id for j in todo}
         for job in jobs:
+            if job.state == JobState.CORRUPT:
+                logger.warning(
+                    "corrupt (%s; resumed from its predictions): %s", job.problem, job.job_id
+                )
             if job.state == JobState.STALE and job.job_id not in todo_ids:
                 logger.warning(
                     "stale (%s; left as is, --rerun-stale replaces it): %s",
                     job.stale_reason(),
                     job.job_id,
                 )
+        prepare_result_dir(base)
         slots = slot_layout(self.execution.gpu_ids, self.execution.max_concurrent_runs)
         backend = create_backend(
             self.execution.backend,
@@ -193,7 +199,8 @@ class BenchmarkExecutor:
                 interrupted=outcome.interrupted,
                 run_id=run_id,
             )
-            write_results_csv(base, results.records)
+            not_complete = {j.job_id for j in jobs if j.state != JobState.COMPLETE}
+            write_results_csv(base, exclude=not_complete - _completed_now(results))
             write_summary(base, results)
             recorder.event("run_finished", interrupted=results.interrupted, **results.counts())
         finally:
@@ -206,6 +213,25 @@ class BenchmarkExecutor:
         import sys
 
         return sys.stderr.isatty()
+
+
+def _completed_now(results: ExecutionResults) -> set[str]:
+    return {r.job_id for r in results.records if r.state == "complete"}
+
+
+def prepare_result_dir(base: Path) -> None:
+    """Create the result dir and prove it takes files; one ConfigError line if it does not.
+
+    The plan only looks (it writes nothing); a dir such as /proc/x looks writable and is not.
+    """
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=base, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"result_dir {base}: cannot write there ({exc.strerror or exc})"
+        ) from None
 
 
 def _as_list(value: Any) -> Any:
@@ -223,7 +249,7 @@ def _unrun_record(job: Job) -> JobRecord:
         benchmark=job.benchmark,
         subset=job.subset,
         state=job.state.value,
-        error=job.stale_reason() if job.state == JobState.STALE else None,
+        error=job.stale_reason() if job.state == JobState.STALE else (job.problem or None),
     )
 
 

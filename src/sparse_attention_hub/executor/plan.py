@@ -20,16 +20,24 @@ from typing import Any
 
 from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
 from sparse_attention_hub.errors import ConfigError
-from sparse_attention_hub.executor.results import changed_inputs, job_state
+from sparse_attention_hub.executor.confine import path_problems
+from sparse_attention_hub.executor.results import (
+    JOB_FILES,
+    RUN_FILES,
+    changed_inputs,
+    inspect_job,
+)
 from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec, bullet
 
 MAX_PATH_PART = 120
+LOCK_FILE = ".lock"  # held while a job runs (scheduler.py)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 
 class JobState(str, Enum):
     COMPLETE = "complete"
     STALE = "stale"
+    CORRUPT = "corrupt"  # its files are damaged: resumed from its predictions
     FAILED = "failed"
     PENDING = "pending"
 
@@ -52,6 +60,7 @@ class Job:
     fingerprint: str
     result_dir: Path
     state: JobState = JobState.PENDING
+    problem: str = ""  # what is wrong with a corrupt job's files
     inputs: dict[str, Any] = field(default_factory=dict, repr=False)  # what the fingerprint hashes
 
     def stale_reason(self) -> str:
@@ -174,6 +183,7 @@ def plan(
                     )
                     job_dir = base / job_id
                     fingerprint = fingerprint_of(inputs)
+                    state, problem = inspect_job(job_dir, fingerprint)
                     jobs.append(
                         Job(
                             job_id=job_id,
@@ -189,14 +199,28 @@ def plan(
                             request_kwargs=dict(spec.request_kwargs),
                             fingerprint=fingerprint,
                             result_dir=job_dir,
-                            state=JobState(job_state(job_dir, fingerprint)),
+                            state=JobState(state),
+                            problem=problem,
                             inputs=inputs,
                         )
                     )
     duplicates = sorted(job_id for job_id, n in Counter(j.job_id for j in jobs).items() if n > 1)
     if duplicates:
         raise ConfigError(f"jobs share a result dir (benchmark/subset names collide): {duplicates}")
+    problems = tree_problems(base, jobs)
+    if problems:
+        raise ConfigError(bullet(problems))
     return jobs
+
+
+def tree_problems(base: Path, jobs: list[Job]) -> list[str]:
+    """Paths the run would write or delete that lead out of `base`, or cannot be written."""
+    problems = [f"result_dir: {p}" for p in path_problems(base, base, RUN_FILES)]
+    for job in jobs:
+        for problem in path_problems(base, job.result_dir, (*JOB_FILES, LOCK_FILE)):
+            if f"result_dir: {problem}" not in problems:
+                problems.append(f"result_dir: {problem}")
+    return problems
 
 
 def check_gpu_ids(gpu_ids: list[int], device_count: int | None = None) -> None:

@@ -1,7 +1,10 @@
-"""The result tree on disk: per-job manifest / failure files, and the run's tidy outputs.
+"""The result tree on disk: per-job manifest / failure files, and the tidy outputs of the tree.
 
-A job is complete iff `manifest.json` exists and carries the plan's fingerprint; the manifest is
-written last and atomically, so a crash anywhere before it leaves the job resumable.
+A job is complete iff `manifest.json` parses and carries the plan's fingerprint and
+`metrics.json` parses; the manifest is written last and atomically, so a crash anywhere before
+it leaves the job resumable. A job whose files are damaged is `corrupt` (with what is wrong):
+it resumes from its predictions, and nothing intact is deleted. `results.csv` is built from the
+tree (every complete job on disk), never from one run's plan.
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparse_attention_hub.benchmark.results_io import write_json_atomic, write_text_atomic
+from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.failures import Failure
 
 if TYPE_CHECKING:
@@ -40,6 +45,8 @@ JOB_FILES = (
     "attention_stats.jsonl",
 )
 RESULT_COLUMNS = ("model", "sparse_config", "benchmark", "subset", "task", "metric", "value")
+# Files of the result root itself (checked for links out of it like the job files).
+RUN_FILES = (RESULTS_CSV, SUMMARY, "status.json", "events.jsonl")
 
 
 def read_json(path: Path) -> Any:
@@ -47,30 +54,62 @@ def read_json(path: Path) -> Any:
         return json.load(handle)
 
 
-def job_state(job_dir: Path, fingerprint: str) -> str:
-    """complete / stale / failed / pending, from the files a previous run left."""
-    manifest = job_dir / MANIFEST
-    if manifest.exists():
-        try:
-            matches = read_json(manifest).get("fingerprint") == fingerprint
-        except (OSError, ValueError, AttributeError):
-            matches = False
-        return "complete" if matches else "stale"
-    if (job_dir / PREDICTIONS).exists() and (job_dir / CONFIG).exists():
-        try:
-            recorded = read_json(job_dir / CONFIG).get("job", {}).get("fingerprint")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
+def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the file's JSON object, "") or (None, what is wrong with it) — never raises."""
+    try:
+        record = read_json(path)
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except UnicodeDecodeError:
+        return None, f"{path.name} is not UTF-8 text"
+    except ValueError as exc:
+        return None, f"{path.name} is not valid JSON ({exc})"
+    except OSError as exc:
+        return None, f"{path.name} cannot be read ({exc.strerror or exc})"
+    if not isinstance(record, dict):
+        return None, f"{path.name} holds a {type(record).__name__}, not a JSON object"
+    return record, ""
+
+
+def _recorded_fingerprint(job_dir: Path) -> str | None:
+    """The fingerprint a (partial) run recorded in config.json, if it can be read."""
+    config, _ = read_json_object(job_dir / CONFIG)
+    job = config.get("job") if config else None
+    value = job.get("fingerprint") if isinstance(job, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def inspect_job(job_dir: Path, fingerprint: str) -> tuple[str, str]:
+    """(state, what is wrong): complete / stale / corrupt / failed / pending.
+
+    `corrupt`: the files say this job finished (or say nothing legible) with this fingerprint,
+    but its manifest or metrics cannot be read. A manifest that cannot be read counts as this
+    job's when config.json records the same fingerprint (or none legibly), else as stale.
+    """
+    manifest, problem = read_json_object(job_dir / MANIFEST)
+    if manifest is not None:
+        if manifest.get("fingerprint") != fingerprint:
+            return "stale", ""
+        _, problem = read_json_object(job_dir / METRICS)
+        return ("corrupt", problem) if problem else ("complete", "")
+    if (job_dir / MANIFEST).exists() or (job_dir / MANIFEST).is_symlink():
+        recorded = _recorded_fingerprint(job_dir)
         if recorded is not None and recorded != fingerprint:
-            return "stale"  # partial predictions made with other parameters: never resume them
-    failure = job_dir / FAILURE
-    if failure.exists():
-        try:
-            if read_json(failure).get("fingerprint") == fingerprint:
-                return "failed"
-        except (OSError, ValueError, AttributeError):
-            pass
-    return "pending"
+            return "stale", ""
+        return "corrupt", problem
+    if (job_dir / PREDICTIONS).exists() and (job_dir / CONFIG).exists():
+        recorded = _recorded_fingerprint(job_dir)
+        if recorded is not None and recorded != fingerprint:
+            return "stale", ""  # partial predictions made with other parameters: never resume them
+    failure, _ = read_json_object(job_dir / FAILURE)
+    if failure is not None and failure.get("fingerprint") == fingerprint:
+        return "failed", ""
+    return "pending", ""
+
+
+def job_state(job_dir: Path, fingerprint: str) -> str:
+    """complete / stale / corrupt / failed / pending, from the files a previous run left."""
+    return inspect_job(job_dir, fingerprint)[0]
 
 
 def changed_inputs(job_dir: Path, inputs: Mapping[str, Any]) -> list[str]:
@@ -132,7 +171,7 @@ class JobRecord:
     sparse_config: str
     benchmark: str
     subset: str
-    state: str  # complete | failed | stale | pending (not run: interrupted or skipped)
+    state: str  # complete | failed | stale | corrupt | pending (not run: interrupted or skipped)
     ran: bool = False
     attempts: int = 0
     duration_s: float | None = None
@@ -183,9 +222,7 @@ class ExecutionResults:
 
     def results_frame(self) -> pd.DataFrame:
         """The tidy results.csv as a DataFrame."""
-        import pandas as pd
-
-        return pd.read_csv(self.result_dir / RESULTS_CSV, keep_default_na=False)
+        return read_results_csv(self.result_dir / RESULTS_CSV)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -227,28 +264,69 @@ def _leaves(items: Iterable[tuple[Any, Any]], prefix: str = "") -> Iterator[tupl
             yield path, float(value)
 
 
-def write_results_csv(base: Path, records: Iterable[JobRecord]) -> Path:
-    """One row per (model, sparse config, benchmark, subset, task, metric) of complete jobs."""
+def complete_jobs(base: Path) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(job_id, manifest, metrics) of every complete job under `base`, sorted by job id.
+
+    Walks `<model>/<sparse config>/<benchmark>_<subset>/` without following symlinks; a job whose
+    manifest or metrics cannot be read is skipped (the plan reports it as corrupt).
+    """
+    for model_dir in _real_dirs(base):
+        for sparse_dir in _real_dirs(model_dir):
+            for job_dir in _real_dirs(sparse_dir):
+                manifest, _ = read_json_object(job_dir / MANIFEST)
+                if manifest is None or manifest.get("status") != "complete":
+                    continue
+                metrics, _ = read_json_object(job_dir / METRICS)
+                if metrics is not None and all(
+                    isinstance(manifest.get(key), str) for key in RESULT_COLUMNS[:4]
+                ):
+                    yield job_dir.relative_to(base).as_posix(), manifest, metrics
+
+
+def _real_dirs(path: Path) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False) and e.name[0] != "."]
+
+
+def write_results_csv(base: Path, exclude: Iterable[str] = ()) -> Path:
+    """One row per (model, sparse config, benchmark, subset, task, metric) of every complete
+    job in the tree, except `exclude` (job ids the current plan found stale or corrupt)."""
+    skip = set(exclude)
     rows: list[list[Any]] = []
-    for record in records:
-        metrics_file = base / record.job_id / METRICS
-        if record.state != "complete" or not metrics_file.exists():
+    for job_id, manifest, metrics in complete_jobs(base):
+        if job_id in skip:
             continue
-        for task, metric, value in flatten_metrics(read_json(metrics_file)):
-            rows.append(
-                [
-                    record.model,
-                    record.sparse_config,
-                    record.benchmark,
-                    record.subset,
-                    task,
-                    metric,
-                    value,
-                ]
-            )
+        keys = [manifest[key] for key in RESULT_COLUMNS[:4]]
+        for task, metric, value in flatten_metrics(metrics):
+            rows.append([*keys, task, metric, value])
     path = base / RESULTS_CSV
     write_text_atomic(path, _csv_text([list(RESULT_COLUMNS), *rows]))
     return path
+
+
+def read_results_csv(path: Path) -> pd.DataFrame:
+    """results.csv as a frame; a ConfigError naming the file when it is not one of ours."""
+    import pandas as pd
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline().strip()
+        frame = pd.read_csv(path, keep_default_na=False, dtype={"subset": str, "task": str})
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist; run `sah run` first") from None
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path} is not a results.csv written by `sah run`: {reason}") from None
+    if header != ",".join(RESULT_COLUMNS):
+        raise ConfigError(
+            f"{path} is not a results.csv written by `sah run`: its header is {header[:80]!r}, "
+            f"expected {','.join(RESULT_COLUMNS)!r}"
+        )
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+    return frame
 
 
 def _csv_text(rows: list[list[Any]]) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from filelock import FileLock, Timeout
 
+from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.backends import Backend, BackendEvent
 from sparse_attention_hub.executor.bundles import (
     Bundle,
@@ -30,20 +31,27 @@ from sparse_attention_hub.executor.bundles import (
     longest_first,
     split_for_workers,
 )
+from sparse_attention_hub.executor.confine import check_inside, job_root
 from sparse_attention_hub.executor.failures import (
+    CONFIG,
     CUDA_OOM,
     Failure,
     failure_from_exit,
     failure_from_timeout,
     retryable,
 )
-from sparse_attention_hub.executor.plan import Job
+from sparse_attention_hub.executor.plan import LOCK_FILE, Job
 from sparse_attention_hub.executor.progress import RunRecorder
-from sparse_attention_hub.executor.results import JobRecord, job_state, reset_job_dir, write_failure
+from sparse_attention_hub.executor.results import (
+    JOB_FILES,
+    JobRecord,
+    job_state,
+    reset_job_dir,
+    write_failure,
+)
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = ".lock"
 LOCK_RETRY_S = 1.0
 
 
@@ -227,7 +235,13 @@ class Scheduler:
         for job in list(group):
             if self._locked_until.get(job.job_id, 0.0) > now:
                 continue
-            lock = self._try_lock(job)
+            try:
+                check_inside(job_root(job), job.result_dir, (*JOB_FILES, LOCK_FILE))
+                lock = self._try_lock(job)
+            except (ConfigError, OSError) as exc:  # a link out of the tree; an unwritable dir
+                group.remove(job)
+                self._refuse(job, exc)
+                continue
             if lock is None:
                 continue
             group.remove(job)
@@ -259,6 +273,13 @@ class Scheduler:
                 self.recorder.event("job_locked", job_id=job.job_id)
             return None
         return lock
+
+    def _refuse(self, job: Job, exc: Exception) -> None:
+        """Record a job that may not run here; nothing is written in (or through) its dir."""
+        message = str(exc) if isinstance(exc, ConfigError) else f"{job.result_dir}: {exc}"
+        self._record(job, "failed", ran=False, category=CONFIG, error=message)
+        self.recorder.event("job_refused", job_id=job.job_id, message=message)
+        logger.error("refused %s: %s", job.job_id, message)
 
     # ----- events --------------------------------------------------------------------------
     def _handle(self, event: BackendEvent) -> None:

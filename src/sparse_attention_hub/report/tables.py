@@ -69,12 +69,12 @@ def _read(results: pd.DataFrame | str | Path) -> pd.DataFrame:
     if isinstance(results, pd.DataFrame):
         frame = results.copy()
     else:
+        from sparse_attention_hub.executor.results import read_results_csv
+
         path = Path(results)
         if path.is_dir():
             path = path / "results.csv"
-        if not path.exists():
-            raise ConfigError(f"{path} does not exist; run `sah run` first")
-        frame = pd.read_csv(path, keep_default_na=False, dtype={"subset": str})
+        frame = read_results_csv(path)  # a foreign or malformed file is one ConfigError line
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
     frame["task"] = frame["task"].fillna("").astype(str)
     return frame
