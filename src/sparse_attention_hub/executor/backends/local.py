@@ -16,8 +16,10 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,7 +78,10 @@ class LocalBackend:
             name=f"sah-worker-{slot.worker}",
             daemon=True,
         )
-        with _environment(worker_environment(slot.device, self.cpu_threads, os.environ)):
+        with (
+            _environment(worker_environment(slot.device, self.cpu_threads, os.environ)),
+            _without_main_module(),
+        ):
             process.start()  # spawn: the child starts from this environment
         child_conn.close()
         self._handles[slot.worker] = _Handle(process, parent_conn)
@@ -105,7 +110,7 @@ class LocalBackend:
                     raise WorkerStartError(
                         f"{self._failed_starts} worker processes died before they were ready "
                         f"(last exit code {handle.process.exitcode}); see their output above. "
-                        "A script that starts an executor needs `if __name__ == '__main__':`."
+                        "Is the Python environment complete (can it import sparse_attention_hub)?"
                     )
                 self._spawn(self.slots[worker])
         return events
@@ -171,6 +176,24 @@ def worker_environment(
             f"gpu id {index} is not among the parent's CUDA_VISIBLE_DEVICES={visible!r}"
         )
     return {"CUDA_VISIBLE_DEVICES": visible[index] if visible else str(index)}
+
+
+@contextmanager
+def _without_main_module() -> Iterator[None]:
+    """Start a spawned child without the parent's `__main__`.
+
+    spawn hands the child the main module's path or name, and the child runs it again before
+    the worker starts: stdin (`python - <<EOF`) has no file to run, and a script without
+    `if __name__ == "__main__":` would start a second executor in every worker. Workers need
+    nothing from it (jobs hold only this package's types), so the child is given none.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")  # no __file__, no __spec__
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 @contextmanager
