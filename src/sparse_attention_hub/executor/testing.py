@@ -4,10 +4,10 @@ It exercises the executor in real worker processes; nothing in the library uses 
 fault_adapter", model_kwargs={...})`). `model_kwargs`:
 - `delay_s`: seconds per request (every job);
 - `faults`: path of a JSON file `{substring of the job dir: rule}`; a rule is
-  `{"action": "kill" | "raise" | "hang" | "allocate", "exc": "module.ClassName", "gb": 8,
+  `{"action": "kill" | "raise" | "hang" | "allocate" | "enospc", "exc": "module.ClassName", "gb": 8,
   "times": 1, "on_request": 1, "delay_s": 0.2, "job_s": 1.5}` (`allocate` takes `gb` GiB on the
   worker's device: a real OOM; `job_s` sleeps once when the job starts, so a job's work is known
-  exactly). An action fires on the `on_request`-th request of a job run (default the first), at
+  exactly; `enospc` makes saving this request's answers fail as a full disk would). An action fires on the `on_request`-th request of a job run (default the first), at
   most `times` times per job dir (counted in a file there, so it holds across worker processes);
   `delay_s` overrides the per-request delay;
 - `load_log`: a file that gets one line `pid model` per model load.
@@ -19,6 +19,7 @@ writes `device.json`: what the worker process sees);
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -104,6 +105,8 @@ class FaultAdapter(ScriptedAdapter):
                 os.kill(os.getpid(), signal.SIGKILL)
             elif action == "hang":
                 time.sleep(3600)
+            elif action == "enospc":
+                on_answer = _full_disk(job.job_dir)
             elif action == "raise":
                 module, _, name = str(rule.get("exc", "builtins.RuntimeError")).rpartition(".")
                 raise getattr(importlib.import_module(module), name)("injected fault")
@@ -127,6 +130,16 @@ class FaultAdapter(ScriptedAdapter):
         with open(fired, "a") as handle:
             handle.write(f"{os.getpid()}\n")
         return True
+
+
+def _full_disk(job_dir: Path) -> AnswerCallback:
+    """A save callback that raises OSError(ENOSPC), as writing to a full disk would."""
+
+    def save(index: int, answer: str, info: Mapping[str, Any]) -> None:
+        path = job_dir / "predictions.jsonl"
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    return save
 
 
 @dataclass
