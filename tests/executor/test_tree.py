@@ -55,6 +55,7 @@ def test_damaged_job_is_corrupt_and_resumes_from_its_predictions(
     assert results.ok  # no traceback, execution_summary.json written
     summary = json.loads((base / "results" / "execution_summary.json").read_text())
     assert summary["counts"]["complete"] == 1
+    assert problem in summary["corrupt_at_start"][JOB]
     assert answered(job_dir(base)) == before  # resumed: no sample answered again
     assert states(base)[JOB][0] == "complete"
     assert set(read_results_csv(base / "results" / "results.csv")["sparse_config"]) == {"dense"}

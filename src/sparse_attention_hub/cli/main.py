@@ -241,6 +241,8 @@ def show_summary(summary: dict[str, Any]) -> None:
             say(f"  stale {job['job_id']} ({why}; --rerun-stale replaces it)")
         elif job["state"] == "corrupt":
             say(f"  corrupt {job['job_id']} ({job.get('error')}; the next run resumes it)")
+    for job_id, problem in summary.get("corrupt_at_start", {}).items():
+        say(f"  was corrupt at start: {job_id} ({problem})")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

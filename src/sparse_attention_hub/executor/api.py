@@ -198,6 +198,11 @@ class BenchmarkExecutor:
                 wall_s=time.monotonic() - t0,
                 interrupted=outcome.interrupted,
                 run_id=run_id,
+                extra={  # what was wrong with each job found corrupt (then resumed)
+                    "corrupt_at_start": {
+                        j.job_id: j.problem for j in jobs if j.state == JobState.CORRUPT
+                    }
+                },
             )
             not_complete = {j.job_id for j in jobs if j.state != JobState.COMPLETE}
             write_results_csv(base, exclude=not_complete - _completed_now(results))
