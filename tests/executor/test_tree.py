@@ -134,3 +134,58 @@ def test_result_dir_that_cannot_hold_files_is_one_message(base: Path) -> None:
 
 def test_plan_states_cover_corrupt(base: Path) -> None:
     assert JobState("corrupt") == JobState.CORRUPT
+
+
+def test_read_only_model_dir_is_one_message_before_any_work(base: Path) -> None:
+    """As a user who may not write there (root may write anywhere, so drop to `nobody`)."""
+    import tempfile
+
+    import yaml
+
+    from sparse_attention_hub.cli.main import main
+
+    assert run(base).ok  # imports everything a run needs before the fork
+    root = Path(tempfile.mkdtemp(prefix="sah-ro-"))
+    try:
+        root.chmod(0o755)
+        data = experiment(root, execution={"backend": "debug"})
+        (root / "results" / "m1").mkdir(parents=True)
+        (root / "results").chmod(0o777)
+        (root / "results" / "m1").chmod(0o555)
+        path = root / "experiment.yaml"
+        path.write_text(yaml.safe_dump(data))
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 99
+            try:
+                os.close(read)
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                import contextlib
+                import io
+
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                    try:
+                        code = main(["run", str(path), "--no-progress"])
+                    except BaseException as exc:  # what main lets escape
+                        err.write(f"escaped: {type(exc).__name__}: {exc}")
+                        code = 98
+                os.write(write, f"{code}\n{err.getvalue()}".encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            output = pipe.read()
+        os.waitpid(pid, 0)
+        code, _, message = output.partition("\n")
+        assert code == "2", message
+        assert f"{root / 'results' / 'm1'} is not writable" in message
+        assert not (root / "results" / "m1" / "dense").exists()
+    finally:
+        (root / "results" / "m1").chmod(0o755)
+        import shutil
+
+        shutil.rmtree(root)
