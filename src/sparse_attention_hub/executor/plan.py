@@ -21,13 +21,14 @@ from typing import Any
 from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.confine import path_problems
+from sparse_attention_hub.executor.problems import bullet
 from sparse_attention_hub.executor.results import (
     JOB_FILES,
     RUN_FILES,
     changed_inputs,
     inspect_job,
 )
-from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec, bullet
+from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec
 
 MAX_PATH_PART = 120
 LOCK_FILE = ".lock"  # held while a job runs (scheduler.py)

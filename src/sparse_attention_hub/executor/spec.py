@@ -27,21 +27,10 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from sparse_attention_hub.benchmark.base import REQUEST_KWARGS
 from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.executor.problems import KeyProblems, bullet, key_path
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
-MAX_MESSAGES = 20  # problems listed in one error; the rest are counted ("... and N more")
 _C = TypeVar("_C")
-
-
-class KeyProblems(ValueError):
-    """Problems found inside one field, each at its own sub-key (`max_new_tokens`, ...).
-
-    `format_validation_error` prints them as `field.sub: message`, one line each.
-    """
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
 
 
 def config_errors(cls: type[_C]) -> type[_C]:
@@ -393,14 +382,6 @@ def format_validation_error(exc: ValidationError, what: str = "the experiment sp
     return bullet(problems, f"in {what}")
 
 
-def key_path(loc: tuple[Any, ...]) -> str:
-    """('benchmarks', 0, 'name') -> 'benchmarks[0].name'."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def allowed_keys(loc: tuple[Any, ...], what: str) -> list[str]:
     """The keys a mapping at `loc` may have (for "unknown key" messages)."""
     top: dict[str, Any] = {
@@ -424,11 +405,3 @@ def allowed_keys(loc: tuple[Any, ...], what: str) -> list[str]:
 
 def _short(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 80
-
-
-def bullet(problems: list[str], where: str = "found before starting") -> str:
-    """`N problem(s) <where>:` then one `  - ...` line each, at most MAX_MESSAGES of them."""
-    shown = [f"  - {p}" for p in problems[:MAX_MESSAGES]]
-    if len(problems) > MAX_MESSAGES:
-        shown.append(f"  ... and {len(problems) - MAX_MESSAGES:,} more")
-    return f"{len(problems)} problem(s) {where}:\n" + "\n".join(shown)
