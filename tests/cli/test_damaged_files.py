@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from sparse_attention_hub.cli.main import EXIT_CONFIG, main
+from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.executor.results import read_results_csv
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -46,14 +49,22 @@ def test_status_names_the_damaged_file(
         ("", "is not a results.csv written by `sah run`"),
     ],
 )
-def test_report_refuses_foreign_or_malformed_results_csv(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, fragment: str
+def test_results_csv_reader_refuses_foreign_or_malformed_files(
+    tmp_path: Path, text: str, fragment: str
 ) -> None:
     (tmp_path / "results.csv").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        read_results_csv(tmp_path / "results.csv")
+
+
+def test_report_of_a_dir_without_job_dirs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "results.csv").write_text("root:x:0:0:root:/root:/bin/bash\n")
     assert main(["report", str(tmp_path)]) == EXIT_CONFIG
-    assert fragment in one_line_error(capsys)
+    assert f"{tmp_path} has no job dirs yet" in one_line_error(capsys)
 
 
 def test_report_on_a_system_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "/etc/passwd"]) == EXIT_CONFIG
-    assert "/etc/passwd is not a results.csv" in one_line_error(capsys)
+    assert "/etc/passwd is not a directory" in one_line_error(capsys)

@@ -148,6 +148,7 @@ def test_sigterm_ends_the_run_like_ctrl_c(base: Path) -> None:
     import signal
     import threading
 
+    # one job per dispatch: a bundle of all four would finish together, leaving no job unfinished
     spec = make_spec(base, sparse=["a", "b", "c", "d"], delay_s=0.3)
     result_dir = base / "results"
     late: list[int] = []
@@ -164,7 +165,9 @@ def test_sigterm_ends_the_run_like_ctrl_c(base: Path) -> None:
     watcher = threading.Thread(target=terminate_after_first_job, daemon=True)
     watcher.start()
     try:
-        results = BenchmarkExecutor(max_concurrent_runs=1, base_result_dir=result_dir).run(spec)
+        results = BenchmarkExecutor(
+            max_concurrent_runs=1, base_result_dir=result_dir, share_prefill=False
+        ).run(spec)
     finally:
         watcher.join(5)
         signal.signal(signal.SIGTERM, previous)

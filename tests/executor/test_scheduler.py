@@ -192,3 +192,26 @@ def test_slots_spread_round_robin_with_several_workers_per_gpu() -> None:
     ]
     assert [s.device for s in slot_layout([], 3)] == ["cpu"] * 3
     assert [s.worker for s in slot_layout([0], 2)] == [0, 1]
+
+
+class InterruptedShutdown(FakeBackend):
+    """A Ctrl-C / SIGTERM lands while the run ends its workers politely."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.shutdowns: list[bool] = []
+
+    def shutdown(self, force: bool = False) -> None:
+        self.shutdowns.append(force)
+        if not force:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_while_ending_workers_ends_them_at_once(tmp_path: Path) -> None:
+    jobs = jobs_for(tmp_path, ["a"], ["s1", "s2"])
+    backend = InterruptedShutdown(workers=1)
+    outcome = run(tmp_path, jobs, backend)  # the interrupt does not escape the run
+    assert backend.shutdowns == [False, True]
+    assert {r.state for r in outcome.records.values()} == {"complete"}
+    for job in jobs:  # every lock was released
+        FileLock(job.result_dir / LOCK_FILE, timeout=0).acquire()

@@ -155,12 +155,23 @@ class Scheduler:
                 "interrupted", running=[i for r in self._running() for i in r.members]
             )
         finally:
-            self.backend.shutdown(force=not drained)
+            self._end_workers(force=not drained)
             for running in self._running():
                 for member in running.members.values():
                     member.lock.release()
             self._publish(force=True)
         return self.outcome
+
+    def _end_workers(self, force: bool) -> None:
+        """End every worker; a Ctrl-C or SIGTERM that lands meanwhile ends them at once instead
+        of escaping the run half-way through its cleanup (locks held, no summary written)."""
+        while True:
+            try:
+                self.backend.shutdown(force=force)
+                return
+            except KeyboardInterrupt:
+                logger.warning("interrupted while ending workers: ending them at once")
+                force = True
 
     def _running(self) -> list[_Running]:
         return [w.running for w in self.workers.values() if w.running is not None]
