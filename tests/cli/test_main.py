@@ -118,7 +118,10 @@ def wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
 
 
 def test_ctrl_c_then_second_run_completes_exactly_the_missing_jobs(tmp_path: Path) -> None:
-    data = experiment(tmp_path, sparse=["a", "b", "c", "d"], delay_s=0.25)
+    # one job per dispatch: a bundle's four jobs finish within a moment of each other
+    data = experiment(
+        tmp_path, sparse=["a", "b", "c", "d"], delay_s=0.25, execution={"share_prefill": False}
+    )
     exp = write_yaml(tmp_path / "exp.yaml", data)
     results = tmp_path / "results"
     first = sah("run", str(exp), "--no-progress", "--max-concurrent-runs", "1")
