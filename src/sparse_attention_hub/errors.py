@@ -24,7 +24,3 @@ class ModelLoadError(SparseAttentionHubError, RuntimeError):
 
 class DatasetLoadError(SparseAttentionHubError, RuntimeError):
     """A benchmark subset could not be loaded."""
-
-
-class ScoringError(SparseAttentionHubError, RuntimeError):
-    """A scorer failed on saved predictions."""

@@ -7,7 +7,6 @@ raises costs that task's score, never the predictions.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -396,8 +395,3 @@ def mean_of(values: Sequence[float | None]) -> float | None:
     """Unweighted mean of the values that exist; None when none do."""
     present = [v for v in values if v is not None and not math.isnan(v)]
     return sum(present) / len(present) if present else None
-
-
-def load_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
