@@ -6,7 +6,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the contract names the config type; importing it would load torch
+    from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class ModelAdapter(ABC):
     """What a benchmark needs from a model; the executor swaps sparse configs through it."""
 
     model_name: str
+    model: Any = None
+    """The loaded torch module, or None (an adapter without weights, or one closed): the worker
+    checks that every weight of it is on the worker's device."""
 
     @abstractmethod
     def process_request(
@@ -76,9 +82,13 @@ class ModelAdapter(ABC):
         can save it before the next question runs (a crash then loses at most one answer).
         """
 
-    def set_sparse_attention_config(self, config: Any) -> None:
+    def set_sparse_attention_config(self, config: ResearchAttentionConfig | None) -> None:
         """Switch the sparse-attention config (None = dense) without reloading weights."""
         raise NotImplementedError(f"{type(self).__name__} cannot switch sparse-attention configs")
+
+    def describe(self) -> dict[str, Any]:
+        """What this adapter runs (recorded in each job's config.json, to reproduce it)."""
+        return {"adapter": type(self).__name__, "model_name": self.model_name}
 
     @property
     def tokenizer(self) -> Any:
@@ -115,3 +125,11 @@ class ModelAdapter(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model's memory."""
+
+
+AdapterFactory = Callable[
+    [str, "ResearchAttentionConfig | None", Mapping[str, Any], Mapping[str, Any], str],
+    ModelAdapter,
+]
+"""`factory(model_name, sparse_attention_config, model_kwargs, tokenizer_kwargs, device)`: how a
+worker builds its adapter (`AdapterConfig.factory`; `ModelAdapterHF` itself is the default)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparse_attention_hub.adapters.base import (
     AnswerCallback,
@@ -16,6 +16,9 @@ from sparse_attention_hub.adapters.base import (
     Request,
     RequestResponse,
 )
+
+if TYPE_CHECKING:
+    from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
 
 AnswerFn = Callable[[str, str], str]
 
@@ -39,7 +42,7 @@ class ScriptedAdapter(ModelAdapter):
         self.answer_fn = answer_fn
         self.default = default
         self.delay_s = delay_s
-        self.sparse_attention_config: Any = None
+        self.sparse_attention_config: ResearchAttentionConfig | None = None
         self.calls: list[dict[str, Any]] = []
 
     def process_request(
@@ -61,6 +64,10 @@ class ScriptedAdapter(ModelAdapter):
         )
         if self.delay_s:
             time.sleep(self.delay_s)
+        return self.answer_all(request, on_answer)
+
+    def answer_all(self, request: Request, on_answer: AnswerCallback | None) -> RequestResponse:
+        """The scripted answer of each question, reported through `on_answer` as it comes."""
         answers = []
         for index, question in enumerate(request.question_list()):
             answers.append(self._answer(request.context, question))
@@ -75,7 +82,7 @@ class ScriptedAdapter(ModelAdapter):
             return self.answer_fn(context, question)
         return self.default
 
-    def set_sparse_attention_config(self, config: Any) -> None:
+    def set_sparse_attention_config(self, config: ResearchAttentionConfig | None) -> None:
         self.sparse_attention_config = config
 
     def describe(self) -> dict[str, Any]:

@@ -371,15 +371,13 @@ class Benchmark(ABC):
             "benchmark": self.benchmark_name,
             "subsets": self.subsets_to_run,
             "benchmark_options": self.options(),
-            "model": getattr(adapter, "model_name", type(adapter).__name__),
+            "model": adapter.model_name,
             "generation_kwargs": dict(generation_kwargs),
             "request_kwargs": dict(request_kwargs),
             "versions": package_versions(),
             "pid": os.getpid(),
+            "adapter": adapter.describe(),
         }
-        describe = getattr(adapter, "describe", None)
-        if callable(describe):
-            record["adapter"] = describe()
         if job_info:
             record["job"] = dict(job_info)
         return record

@@ -26,6 +26,7 @@ from sparse_attention_hub.benchmark.results_io import PredictionKey
 
 if TYPE_CHECKING:
     from sparse_attention_hub.benchmark.base import Benchmark
+    from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class JobTarget:
     """
 
     result_dir: Path
-    sparse_config: Any = None
+    sparse_config: ResearchAttentionConfig | None = None
     job_info: Mapping[str, Any] | None = None
     on_saved: Callable[[Mapping[str, Any]], None] | None = None
 

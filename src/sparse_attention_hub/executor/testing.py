@@ -28,10 +28,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparse_attention_hub.adapters.base import AnswerCallback, Request, RequestResponse
 from sparse_attention_hub.adapters.scripted import ScriptedAdapter
+
+if TYPE_CHECKING:
+    from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
 
 EXECUTIONS_LOG = "executions.log"
 ANSWERED_LOG = "answered.log"
@@ -111,16 +114,15 @@ class FaultAdapter(ScriptedAdapter):
                 module, _, name = str(rule.get("exc", "builtins.RuntimeError")).rpartition(".")
                 raise getattr(importlib.import_module(module), name)("injected fault")
         time.sleep(job.delay_s)
-        answers = []
-        for index, (question_id, question) in enumerate(
-            zip(request.ids(), request.question_list(), strict=True)
-        ):
-            answers.append(self._answer(request.context, question))
+        ids = request.ids()
+
+        def logged(index: int, answer: str, info: Mapping[str, Any]) -> None:
             with open(job.job_dir / ANSWERED_LOG, "a") as handle:  # just before it is saved
-                handle.write(f"{question_id}\n")
+                handle.write(f"{ids[index]}\n")
             if on_answer is not None:
-                on_answer(index, answers[-1], {})
-        return RequestResponse(answers[0] if isinstance(request.questions, str) else answers)
+                on_answer(index, answer, info)
+
+        return self.answer_all(request, logged)
 
     def _claim_fault(self, job_dir: Path, rule: Mapping[str, Any]) -> bool:
         fired = job_dir / _FIRED
@@ -154,7 +156,7 @@ class _JobRun:
 
 def fault_adapter(
     model_name: str,
-    sparse_attention_config: Any,
+    sparse_attention_config: ResearchAttentionConfig | None,
     model_kwargs: Mapping[str, Any],
     tokenizer_kwargs: Mapping[str, Any],
     device: str,

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sparse_attention_hub.adapters.base import ModelAdapter
+from sparse_attention_hub.adapters.base import AdapterFactory, ModelAdapter
 from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.bundle import JobTarget, run_jobs
 from sparse_attention_hub.benchmark.registry import create_benchmark_instance, get_benchmark_class
@@ -32,6 +32,9 @@ from sparse_attention_hub.executor.failures import (
 )
 from sparse_attention_hub.executor.plan import Job, canonical_json, load_factory
 from sparse_attention_hub.executor.results import write_manifest
+
+if TYPE_CHECKING:
+    from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +178,8 @@ class Worker:
             return self.adapter
         self.release_model()
         t0 = time.perf_counter()
-        factory = (
-            _default_factory if job.adapter.factory is None else load_factory(job.adapter.factory)
+        factory: AdapterFactory = (
+            _default_factory() if job.adapter.factory is None else load_factory(job.adapter.factory)
         )
         try:
             adapter = factory(
@@ -246,43 +249,30 @@ class Worker:
         return benchmark
 
 
-def _default_factory(
-    model_name: str,
-    sparse_attention_config: Any,
-    model_kwargs: dict[str, Any],
-    tokenizer_kwargs: dict[str, Any],
-    device: str,
-) -> ModelAdapter:
+def _default_factory() -> AdapterFactory:
+    """`ModelAdapterHF` (its constructor is a factory), imported only when a worker needs it."""
     from sparse_attention_hub.adapters.hf import ModelAdapterHF
 
-    return ModelAdapterHF(
-        model_name,
-        sparse_attention_config=sparse_attention_config,
-        model_kwargs=model_kwargs,
-        tokenizer_kwargs=tokenizer_kwargs,
-        device=device,
-    )
+    return ModelAdapterHF
 
 
 def check_model_device(adapter: ModelAdapter, device: str) -> None:
     """Every weight of the adapter's model must live on this worker's device."""
-    model = getattr(adapter, "model", None)
-    parameters = getattr(model, "parameters", None)
-    if not callable(parameters):
+    if adapter.model is None:
         return
     import torch
 
     want = torch.device(device)
     stray = {
         str(p.device)
-        for p in parameters()
+        for p in adapter.model.parameters()
         if p.device.type != want.type or (want.index is not None and p.device.index != want.index)
     }
     if stray:
         raise ModelLoadError(f"model weights on {sorted(stray)}, expected all on {device}")
 
 
-def _config_dict(config: Any) -> Any:
+def _config_dict(config: ResearchAttentionConfig | None) -> dict[str, Any] | None:
     if config is None:
         return None
     from sparse_attention_hub.sparse_attention import config_to_dict
