@@ -52,6 +52,19 @@ def test_worker_swaps_sparse_configs_and_reloads_only_on_model_switch(tmp_path: 
     assert all((job.result_dir / "manifest.json").exists() for job in jobs)
 
 
+def test_rows_sized_by_the_model_load_once_per_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sparse_attention_hub.benchmark.registry import get_benchmark_class
+
+    monkeypatch.setattr(get_benchmark_class("mock_benchmark"), "sized_by_model", True)
+    jobs = plan(spec_from_dict(experiment(tmp_path, models=["a", "b"], sparse=["x", "y"])))
+    notes: list[str] = []
+    worker = Worker(0, "cpu", notify=lambda kind, payload: notes.append(kind))
+    assert [execute(worker, job)["kind"] for job in jobs] == ["finished"] * 4
+    assert notes.count("dataset_loaded") == 2  # a/x and b/x load; a/y and b/y reuse
+
+
 def test_worker_passes_each_jobs_sparse_config(tmp_path: Path) -> None:
     spec = spec_from_dict(
         {**experiment(tmp_path), "sparse_configs": {"dense": None, "streaming": "streaming"}}

@@ -45,6 +45,9 @@ class Benchmark(ABC):
     benchmark_name: ClassVar[str]
     all_datasets: ClassVar[list[str]]
     hub_id: ClassVar[str | None] = None
+    sized_by_model: ClassVar[bool] = False
+    """True when the rows depend on the evaluated model (synthetic RULER sizes them with its
+    tokenizer in `bind_adapter`): a worker then loads them once per model, not once in all."""
 
     def __init__(
         self, subsets_to_run: Sequence[str] | None = None, data_path: str | Path | None = None
@@ -76,7 +79,8 @@ class Benchmark(ABC):
         return {subset: "score" for subset in self.all_datasets}
 
     def bind_adapter(self, adapter: ModelAdapter) -> None:  # noqa: B027 - optional hook
-        """Called before loading; synthetic benchmarks take the model's tokenizer here."""
+        """Called before loading; synthetic benchmarks take the model's tokenizer here (and say
+        so with `sized_by_model`)."""
 
     def estimated_work(self) -> float | None:
         """Samples x context tokens of this instance, known without loading (None: unknown).

@@ -60,6 +60,7 @@ class RulerSynthetic(Benchmark):
 
     benchmark_name = "ruler_synthetic"
     all_datasets: ClassVar[list[str]] = list(TASKS)
+    sized_by_model = True
 
     def __init__(
         self,

@@ -227,10 +227,8 @@ class Worker:
         `Benchmark.load_samples` keeps the rows it read, so reusing the instance is what makes
         a subset load once per worker instead of once per job.
         """
-        cls = get_benchmark_class(job.benchmark)
-        sized_by_model = cls.bind_adapter is not Benchmark.bind_adapter  # e.g. synthetic RULER
         key = canonical_json([job.benchmark, job.subset, job.data_path, job.options])
-        if sized_by_model:
+        if get_benchmark_class(job.benchmark).sized_by_model:
             key = f"model:{self.model_key}:{key}"
         cached = self._benchmarks.get(key)
         if cached is not None:
