@@ -85,37 +85,38 @@ def weighted_attention(
     *,
     logits: torch.Tensor | None = None,
     out_dtype: torch.dtype | None = None,
+    unit_mask: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention output (B, Q, H, D) under `mask` (values p in [0, 1], p > 0 = selected).
 
     w_ij = exp(s_ij - m_i) / p_ij over selected allowed keys; O_i = sum w v / sum w. A row with no
     selected allowed key (but some allowed key) is computed densely. `mask=None` is dense
     attention. `logits` (B, H, Q, N) may be passed when the caller already has scale * q.k + bias.
-    The output has `out_dtype` (default: the queries' dtype). Also returns the per-row
-    dense-fallback flags, (B, H, Q).
+    `unit_mask`: every selected value is 1 (no sampling masker), so the division by p is skipped
+    (dividing by 1 changes nothing). The output has `out_dtype` (default: the queries' dtype).
+    Also returns the per-row dense-fallback flags, (B, H, Q).
     """
     if logits is None:
         logits = attention_logits(queries, keys, scaling, bias)
     allowed = allowed.expand_as(logits)
+    probs = None
     if mask is None:
         selected = allowed
         fallback = torch.zeros(logits.shape[:-1], dtype=torch.bool, device=logits.device)
-        probs = None
     else:
         selected = allowed & (mask > 0)
         fallback = ~selected.any(dim=-1) & allowed.any(dim=-1)
         selected = torch.where(fallback[..., None], allowed, selected)
-        probs = torch.where(
-            fallback[..., None], torch.ones_like(logits), mask.float().clamp_min(1e-30)
-        )
+        if not unit_mask:
+            probs = mask.float().clamp_min(1e-30).masked_fill_(fallback[..., None], 1.0)
     masked = logits.masked_fill(~selected, float("-inf"))
     row_max = masked.amax(dim=-1, keepdim=True)
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    weights = torch.exp(masked - row_max)
+    weights = masked.sub_(row_max).exp_()  # 0 on unselected keys (exp(-inf))
     if probs is not None:
-        weights = (weights / probs).masked_fill_(~selected, 0.0)
+        weights = weights.div_(probs)  # 0 / p stays 0 on unselected keys
     denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    output = grouped_matmul(weights / denominator, values.float())
+    output = grouped_matmul(weights.div_(denominator), values.float())
     dtype = queries.dtype if out_dtype is None else out_dtype
     return output.transpose(1, 2).contiguous().to(dtype), fallback
 
@@ -161,12 +162,18 @@ def gathered_attention(
     scaling: float,
     bias: torch.Tensor | None,
     limit: int,
+    scores: torch.Tensor | None = None,
+    unit_mask: bool = False,
 ) -> torch.Tensor:
     """`weighted_attention` over the selected keys only, float32 `(B, H, Q, D)`.
 
     `selected` (B, H, Q, N) bool must have at most `limit` True entries per row and at least one
     in every row that has an allowed key (no dense fallback here). Each row's selected keys are
     gathered by index (the `limit` largest of `selected`), so the work is O(limit), not O(N).
+    `scores` (B, H, Q, N), the unscaled q . k a masker already computed over whole rows, saves
+    gathering the keys: the logits are read from it (bit-equal to the whole-row path's logits).
+    `unit_mask` as in `weighted_attention`.
+    See docs/methods.md §5.1.
     """
     batch, heads, q_len, dim = queries.shape
     kv_heads = keys.shape[1]
@@ -178,15 +185,19 @@ def gathered_attention(
     offsets = torch.arange(batch * kv_heads, device=index.device) * n_keys
     rows = (index.reshape(batch * kv_heads, -1) + offsets[:, None]).reshape(-1)
     shape = (batch, heads, q_len, limit, dim)
-    picked_keys = keys.reshape(-1, dim).index_select(0, rows).view(shape).float()
     picked_values = values.reshape(-1, dim).index_select(0, rows).view(shape).float()
-    logits = torch.einsum("bhqkd,bhqd->bhqk", picked_keys, queries.float()) * scaling
+    if scores is None:
+        picked_keys = keys.reshape(-1, dim).index_select(0, rows).view(shape).float()
+        logits = (picked_keys @ queries.float().unsqueeze(-1)).squeeze(-1) * scaling
+    else:
+        logits = scores.gather(-1, index) * scaling
     if bias is not None:
         logits = logits + bias.expand(batch, heads, q_len, -1).gather(-1, index)
-    logits = logits.masked_fill(~valid, float("-inf"))
+    logits = logits.masked_fill_(~valid, float("-inf"))
     row_max = logits.amax(dim=-1, keepdim=True)
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    probs = mask.gather(-1, index).float().clamp_min(1e-30)
-    weights = (torch.exp(logits - row_max) / probs).masked_fill_(~valid, 0.0)
+    weights = logits.sub_(row_max).exp_()  # 0 where not valid (exp(-inf))
+    if not unit_mask:
+        weights = weights.div_(mask.gather(-1, index).clamp_min_(1e-30))
     denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    return ((weights / denominator).unsqueeze(-2) @ picked_values).squeeze(-2)
+    return (weights.div_(denominator).unsqueeze(-2) @ picked_values).squeeze(-2)

@@ -23,6 +23,12 @@ from sparse_attention_hub.sparse_attention.stats import AttentionStats
 
 GATHER_FRACTION = 0.25
 """The gathered path runs when the maskers' bound on keys per row is at most this share of N."""
+GATHERED_KV_ROWS_PER_KEY = 4.0
+"""... and when the K and V rows it gathers per KV head (g * Q * bound) are at most this many times
+N: past that, whole-row matmuls over K and V cost less than copying rows (docs/methods.md §5.1)."""
+GATHERED_V_ROWS_PER_KEY = 1.0
+"""The same where a masker already computed q . k over whole rows (only V rows are gathered, and
+the whole-row path needs no logits matmul): gathered while g * Q * bound <= this times N."""
 
 
 def build_mask(config: ResearchAttentionConfig, inputs: MaskInputs) -> torch.Tensor:
@@ -87,11 +93,15 @@ def sparse_attention_forward(
     limit = None
     if not dense and config is not None:
         limit = gather_limit(config, k_len, attention_mask is None)
+    if limit is not None and (heads // kv_heads) * q_len * limit > GATHERED_KV_ROWS_PER_KEY * k_len:
+        limit = None
     # gathered K and V rows, (B, H, rows, K, D) each, come on top of the mask's working set;
     # where even one query row would then exceed the budget, whole rows keep it (slower)
     gathered = 0 if limit is None else 2 * query.shape[0] * heads * limit * query.shape[-1] * 4
     if gathered and not scope.fits_one_row(gathered) and scope.fits_one_row(0):
         limit, gathered = None, 0
+    # no sampling masker: every selected value is 1, the softmax needs no division by p
+    unit = config is not None and all(m.kind == "fixed" for m in config.masker_configs)
     rows = scope.chunk_rows(gathered)
     if query_chunk is not None:
         rows = max(1, query_chunk)
@@ -100,7 +110,7 @@ def sparse_attention_forward(
     for start in range(0, q_len, rows):
         inputs = MaskInputs.chunk(scope, attention_mask, scaling, start, min(start + rows, q_len))
         mask = None if dense or config is None else build_mask(config, inputs)
-        output = _attend(inputs, mask, limit)
+        output = _attend(inputs, mask, limit, unit)
         outputs.append(output)
         if record is not None:
             record.add(inputs, mask, output, stats is not None and stats.output_error)
@@ -111,8 +121,18 @@ def sparse_attention_forward(
     return output.transpose(1, 2).contiguous().to(query.dtype)
 
 
-def _attend(inputs: MaskInputs, mask: torch.Tensor | None, limit: int | None) -> torch.Tensor:
-    """One chunk's float32 output `(batch, heads, q, head_dim)`."""
+def _attend(
+    inputs: MaskInputs, mask: torch.Tensor | None, limit: int | None, unit: bool
+) -> torch.Tensor:
+    """One chunk's float32 output `(batch, heads, q, head_dim)`.
+
+    Where a masker already computed q . k over whole rows, only V is gathered, and only while
+    that costs less than the rest of the whole-row path (docs/methods.md §5.1).
+    """
+    scores = inputs.known_scores()
+    rows_gathered = inputs.groups * inputs.n_queries * (limit or 0)
+    if scores is not None and rows_gathered > GATHERED_V_ROWS_PER_KEY * inputs.n_keys:
+        limit = None
     if mask is not None and limit is not None:
         selected = inputs.allowed & (mask > 0)
         return gathered_attention(
@@ -124,12 +144,16 @@ def _attend(inputs: MaskInputs, mask: torch.Tensor | None, limit: int | None) ->
             inputs.scaling,
             inputs.bias,
             limit,
+            scores,
+            unit,
         )
-    output, _ = _whole_rows(inputs, mask)
+    output, _ = _whole_rows(inputs, mask, unit)
     return output
 
 
-def _whole_rows(inputs: MaskInputs, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _whole_rows(
+    inputs: MaskInputs, mask: torch.Tensor | None, unit: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     output, fallback = weighted_attention(
         inputs.queries,
         inputs.keys,
@@ -140,6 +164,7 @@ def _whole_rows(inputs: MaskInputs, mask: torch.Tensor | None) -> tuple[torch.Te
         inputs.bias,
         logits=inputs.logits,
         out_dtype=torch.float32,
+        unit_mask=unit,
     )
     return output.transpose(1, 2), fallback
 

@@ -139,6 +139,11 @@ class MaskInputs:
             logits = logits + self.bias
         return logits.masked_fill(~self.allowed, float("-inf"))
 
+    def known_scores(self) -> torch.Tensor | None:
+        """`scores` if a masker already computed them for this chunk, else None (never computes)."""
+        scores: torch.Tensor | None = self.__dict__.get("scores")
+        return scores
+
     def per_query_head(self, kv_tensor: torch.Tensor) -> torch.Tensor:
         """Repeat a `(batch, kv_heads, ...)` tensor to `(batch, heads, ...)` (head h <- h // g)."""
         groups = self.groups
@@ -208,6 +213,12 @@ class MaskerConfig(BaseModel):
         """A config that keeps every key with probability 1 (must equal dense attention), or
         None where the method has no such setting (MagicPIG's inclusion probabilities are < 1)."""
         return None
+
+
+def add_selected(previous: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """`mask.union(previous, selected)` for a deterministic bool selection (p = 1), in one op:
+    `previous` is in [0, 1], so clamp(previous + 1, 0, 1) is 1 on the selection (docs/methods.md §4)."""
+    return previous.masked_fill(selected, 1.0)
 
 
 MASKERS: Registry[type[MaskerConfig]] = Registry("masker")

@@ -21,11 +21,12 @@ import torch
 
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.sparse_attention.budget import Bits, Budget, PositiveInt, effective_size
-from sparse_attention_hub.sparse_attention.mask import candidates, topk_select, union
+from sparse_attention_hub.sparse_attention.mask import candidates, topk_select
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
     MaskInputs,
+    add_selected,
     format_budget,
 )
 from sparse_attention_hub.sparse_attention.quantize import pseudo_quantize
@@ -74,22 +75,32 @@ class DoubleSparsityTopKConfig(MaskerConfig):
         if inputs.bias is not None:
             scores = scores + inputs.bias
         eligible = candidates(inputs.allowed, previous)
-        return union(previous, topk_select(scores, eligible, k))
+        return add_selected(previous, topk_select(scores, eligible, k))
 
     def key_labels(self, inputs: MaskInputs, channels: torch.Tensor) -> torch.Tensor:
-        """Quantised r channels of every key for every query head, `(batch, heads, k_len, r)`,
-        once per call; K is never repeated per query head (the gather reads a broadcast view)."""
-        name = f"double_sparsity_{self.model_dump_json()}"
-        if name not in inputs.scope.cache:
-            keys = inputs.keys
-            batch, kv_heads, n_keys, dim = keys.shape
-            groups, r = inputs.groups, channels.shape[-1]
+        """Quantised r channels of every key for every query head, `(batch, heads, k_len, r)`.
+
+        Each key's label depends on that key alone, so labels are kept in the state and only the
+        new keys of a call are labelled; K is never repeated per query head (the gather reads a
+        broadcast view).
+        """
+        batch, kv_heads, _, dim = inputs.keys.shape
+        groups, r = inputs.groups, channels.shape[-1]
+
+        def compute(start: int, stop: int) -> torch.Tensor:
+            keys = inputs.keys[:, :, start:stop]
+            n_keys = keys.shape[2]
             view = keys.unsqueeze(2).expand(batch, kv_heads, groups, n_keys, dim)
             index = channels.view(1, kv_heads, groups, 1, r).expand(batch, -1, -1, n_keys, -1)
             picked = view.gather(-1, index).reshape(batch, kv_heads * groups, n_keys, r)
-            inputs.scope.cache[name] = pseudo_quantize(picked, self.label_bits)
-        labels: torch.Tensor = inputs.scope.cache[name]
-        return labels
+            return pseudo_quantize(picked, self.label_bits)
+
+        name = (
+            f"double_sparsity_{self.sorted_channel_file}_{self.group_factor}_"
+            f"{self.label_bits}_{self.channel_selection}"
+        )
+        block = inputs.key_block(batch * kv_heads * groups * (dim + 4 * r) * 4)
+        return inputs.state.prefix(inputs.layer_idx, name, inputs.n_keys, compute, block_rows=block)
 
     def channels(self, layer_idx: int, dim: int, heads: int, kv_heads: int) -> torch.Tensor:
         """The first r channels of every query head for one layer, `(heads, r)` int64."""

@@ -20,11 +20,12 @@ from pydantic import field_validator
 
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.sparse_attention.budget import Budget, PositiveInt, effective_size
-from sparse_attention_hub.sparse_attention.mask import candidates, topk_select, union
+from sparse_attention_hub.sparse_attention.mask import candidates, topk_select
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
     MaskInputs,
+    add_selected,
     format_budget,
 )
 
@@ -56,7 +57,7 @@ def load_weights(path: str) -> dict[str, torch.Tensor]:
 def apply_mlp(x: torch.Tensor, mlp: Mlp, activation: str) -> torch.Tensor:
     """Per-head MLP: `(batch, heads, n, d_in)` -> `(batch, heads, n, d_out)`; no act after the last."""
     for index, (weight, bias) in enumerate(mlp):
-        x = torch.einsum("bhnd,hde->bhne", x, weight) + bias[None, :, None, :]
+        x = torch.matmul(x, weight).add_(bias[:, None, :])
         if index < len(mlp) - 1:
             x = _ACTIVATIONS[activation](x)
     return x
@@ -104,9 +105,13 @@ class HashAttentionTopKConfig(MaskerConfig):
             inputs.layer_idx, self.cache_name(), inputs.n_keys, key_signatures, block_rows=block
         )
         query_sig = signature(apply_mlp(inputs.queries, query_mlp, self.hat_mlp_activation))
-        scores = query_sig @ keys_sig.transpose(-1, -2)
+        # K q^T: a transposed `keys_sig` would make matmul copy all N signatures every call
+        # (sums of +-1 are exact, so the orientation does not change a score)
+        scores = torch.matmul(keys_sig, query_sig.transpose(-1, -2)).transpose(-1, -2)
+        if scores.shape[-2] > 1:
+            scores = scores.contiguous()
         eligible = candidates(inputs.allowed, previous)
-        return union(previous, topk_select(scores, eligible, k))
+        return add_selected(previous, topk_select(scores, eligible, k))
 
     def layer_weights(
         self, layer_idx: int, dim: int, heads: int, device: torch.device

@@ -11,11 +11,11 @@ from typing import Literal
 import torch
 
 from sparse_attention_hub.sparse_attention.budget import Budget, effective_size
-from sparse_attention_hub.sparse_attention.mask import union
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
     MaskInputs,
+    add_selected,
     format_budget,
 )
 
@@ -36,7 +36,7 @@ class LocalMaskerConfig(MaskerConfig):
         rows = inputs.positions[:, None]
         columns = torch.arange(inputs.n_keys, device=device)[None, :]
         window = (columns <= rows) & (columns > rows - width)
-        return union(previous, inputs.allowed & window)
+        return add_selected(previous, inputs.allowed & window)
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:

@@ -11,11 +11,12 @@ from typing import Literal
 import torch
 
 from sparse_attention_hub.sparse_attention.budget import Budget, effective_size
-from sparse_attention_hub.sparse_attention.mask import candidates, topk_select, union
+from sparse_attention_hub.sparse_attention.mask import candidates, topk_select
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
     MaskInputs,
+    add_selected,
     format_budget,
 )
 
@@ -30,7 +31,7 @@ class OracleTopKConfig(MaskerConfig):
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         k = effective_size(self.heavy_size, inputs.n_keys)
         eligible = candidates(inputs.allowed, previous)
-        return union(previous, topk_select(inputs.scores, eligible, k))
+        return add_selected(previous, topk_select(inputs.scores, eligible, k))
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:

@@ -6,17 +6,19 @@ already selected, so the final mask covers at least `top_p` of the dense attenti
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from sparse_attention_hub.sparse_attention.budget import Fraction
-from sparse_attention_hub.sparse_attention.mask import candidates, union
+from sparse_attention_hub.sparse_attention.mask import candidates
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
     MaskInputs,
+    add_selected,
     format_budget,
 )
 
@@ -31,22 +33,12 @@ class OracleTopPConfig(MaskerConfig):
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         eligible = candidates(inputs.allowed, previous)
         if self.top_p >= 1.0:
-            return union(previous, eligible)
-        logits = inputs.logits
+            return add_selected(previous, eligible)
         has_allowed = inputs.allowed.any(dim=-1, keepdim=True)
-        probs = torch.softmax(logits.masked_fill(~has_allowed, 0.0), dim=-1)
-        probs = probs.masked_fill(~inputs.allowed, 0.0)
+        probs = torch.softmax(inputs.logits.masked_fill(~has_allowed, 0.0), dim=-1)
+        probs = probs.masked_fill_(~inputs.allowed, 0.0)
         covered = (probs * ((previous > 0) & inputs.allowed)).sum(dim=-1, keepdim=True)
-        ranked, order = probs.masked_fill(~eligible, -1.0).sort(
-            dim=-1, descending=True, stable=True
-        )
-        mass_before = covered + ranked.clamp_min(0.0).cumsum(dim=-1) - ranked.clamp_min(0.0)
-        take_sorted = (ranked >= 0) & (mass_before < self.top_p)
-        # The last taken probability; candidates tied with it are taken as well.
-        last = ranked.masked_fill(~take_sorted, float("inf")).amin(dim=-1, keepdim=True)
-        take = torch.zeros_like(eligible).scatter(-1, order, take_sorted)
-        tied = eligible & (probs == last) & take_sorted.any(dim=-1, keepdim=True)
-        return union(previous, take | tied)
+        return add_selected(previous, top_p_select(probs, eligible, covered, self.top_p))
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
@@ -58,3 +50,41 @@ class OracleTopPConfig(MaskerConfig):
 
     def short_name(self) -> str:
         return f"topp{format_budget(self.top_p)}"
+
+
+def top_p_select(
+    probs: torch.Tensor, eligible: torch.Tensor, covered: torch.Tensor, top_p: float
+) -> torch.Tensor:
+    """Eligible entries taken in descending probability while the mass before them is < top_p.
+
+    probs `(..., N)` >= 0; `covered` `(..., 1)`, mass selected already. Entry j is taken when
+    covered + G(p_j) < top_p, G(v) = the eligible mass strictly above v; the taken set is
+    {p_j >= t}, t the smallest such p_j (so ties with the last key are taken, as in a sort).
+    t is found without sorting (docs/methods.md §6.4): non-negative float32 values order like
+    their bit patterns, so a radix descent over their 4 bytes picks, per byte, the lowest bucket
+    whose largest key is still taken (a bucket's largest key has G = the mass of the buckets
+    above it). Same set as a stable sort's cumulative sum, up to float rounding of the sums.
+    """
+    values = probs.masked_fill(~eligible, 0.0).contiguous()
+    bits = values.view(torch.int32)
+    weights = values.clone()  # the mass still in the chosen bucket, zeroed level by level
+    digits = bits.view(torch.uint8).unflatten(-1, (-1, 4))  # the 4 bytes of every value
+    order = [3, 2, 1, 0] if sys.byteorder == "little" else [0, 1, 2, 3]  # most significant first
+    above = torch.zeros_like(covered)
+    prefix = torch.zeros(covered.shape, dtype=torch.int32, device=probs.device)
+    found = everything = None
+    for byte in order:
+        digit = digits[..., byte].long()
+        mass = weights.new_zeros((*weights.shape[:-1], 256)).scatter_add_(-1, digit, weights)
+        # mass strictly above bucket d: `above` plus the buckets d' > d; a bucket with mass
+        # holds a positive key (keys of probability 0 are handled by `everything`)
+        above_bucket = above + (mass.flip(-1).cumsum(-1).flip(-1) - mass)
+        taken = (mass > 0) & (covered + above_bucket < top_p)
+        chosen = taken.to(torch.uint8).argmax(dim=-1, keepdim=True)  # lowest taken bucket
+        if found is None:
+            found = taken.any(dim=-1, keepdim=True)
+            everything = covered + mass.sum(dim=-1, keepdim=True) < top_p
+        above = above_bucket.gather(-1, chosen)
+        prefix = (prefix << 8) | chosen.to(torch.int32)
+        weights = weights.masked_fill_(digit != chosen, 0.0)  # keep the chosen bucket only
+    return eligible & (((bits >= prefix) & found) | everything)

@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from sparse_attention_hub.sparse_attention.budget import Bits, Budget, PositiveInt, effective_size
-from sparse_attention_hub.sparse_attention.mask import topk_select, union
+from sparse_attention_hub.sparse_attention.mask import topk_select
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
     MaskInputs,
+    add_selected,
     format_budget,
 )
 from sparse_attention_hub.sparse_attention.quantize import pseudo_quantize
@@ -75,7 +76,7 @@ class QuestTopKConfig(MaskerConfig):
         page_allowed = allowed.view(*allowed.shape[:-1], n_pages, size).any(dim=-1)
         chosen = topk_select(scores, page_allowed, k_pages)
         keys_chosen = chosen.repeat_interleave(size, dim=-1)[..., :n_keys]
-        return union(previous, keys_chosen & inputs.allowed)
+        return add_selected(previous, keys_chosen & inputs.allowed)
 
     def key_bound(self, n_keys: int) -> int:
         pages = math.ceil(effective_size(self.heavy_size, n_keys) / self.page_size)

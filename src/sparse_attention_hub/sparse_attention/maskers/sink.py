@@ -11,11 +11,11 @@ from typing import Literal
 import torch
 
 from sparse_attention_hub.sparse_attention.budget import Budget, effective_size
-from sparse_attention_hub.sparse_attention.mask import union
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
     MaskInputs,
+    add_selected,
     format_budget,
 )
 
@@ -30,7 +30,7 @@ class SinkMaskerConfig(MaskerConfig):
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         size = effective_size(self.sink_size, inputs.n_keys)
         columns = torch.arange(inputs.n_keys, device=previous.device)
-        return union(previous, inputs.allowed & (columns < size))
+        return add_selected(previous, inputs.allowed & (columns < size))
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:

@@ -1,0 +1,182 @@
+"""The fast paths compute what the plain definitions compute (docs/methods.md §5.1, §6.4):
+the sort-free top-p threshold, the one-op union of a deterministic selection, the softmax without
+a division by p = 1, the gathered path with known scores, and the cost rule that picks a path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparse_attention_hub.sparse_attention import (
+    MASKERS,
+    LocalMaskerConfig,
+    OracleTopKConfig,
+    ResearchAttentionConfig,
+    SinkMaskerConfig,
+    SparseState,
+    sparse_attention_forward,
+    weighted_attention,
+)
+from sparse_attention_hub.sparse_attention import forward as forward_module
+from sparse_attention_hub.sparse_attention.attention import allowed_entries
+from sparse_attention_hub.sparse_attention.mask import union
+from sparse_attention_hub.sparse_attention.maskers.base import add_selected
+from sparse_attention_hub.sparse_attention.maskers.oracle_topp import top_p_select
+
+from .helpers import Shape, qkv
+from .test_chunking import configs, masker_of, run_calls
+
+FAST = settings(max_examples=40, deadline=None)
+
+
+def sorted_top_p(
+    probs: torch.Tensor, eligible: torch.Tensor, covered: torch.Tensor, top_p: float
+) -> torch.Tensor:
+    """The definition: a stable descending sort, taken while the mass before a key is < top_p,
+    plus every key tied with the last one taken."""
+    ranked, order = probs.masked_fill(~eligible, -1.0).sort(dim=-1, descending=True, stable=True)
+    mass_before = covered + ranked.clamp_min(0.0).cumsum(dim=-1) - ranked.clamp_min(0.0)
+    take_sorted = (ranked >= 0) & (mass_before < top_p)
+    last = ranked.masked_fill(~take_sorted, float("inf")).amin(dim=-1, keepdim=True)
+    take = torch.zeros_like(eligible).scatter(-1, order, take_sorted)
+    return take | (eligible & (probs == last) & take_sorted.any(dim=-1, keepdim=True))
+
+
+@FAST
+@given(
+    rows=st.integers(1, 4),
+    n_keys=st.integers(1, 60),
+    seed=st.integers(0, 10_000),
+    levels=st.sampled_from([2, 5, 64, 1024]),
+    top_p=st.sampled_from([0.05, 0.25, 0.5, 0.75, 0.9, 0.99, 1 - 2**-20]),
+    covered_share=st.sampled_from([0.0, 0.1, 0.5]),
+)
+def test_top_p_threshold_equals_the_sorted_cumulative_sum(
+    rows: int, n_keys: int, seed: int, levels: int, top_p: float, covered_share: float
+) -> None:
+    # dyadic probabilities (multiples of 2^-16, few distinct values: ties) make every partial
+    # sum exact, so the two summation orders must agree bit for bit
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.randint(0, levels, (rows, n_keys), generator=generator).float()
+    weights[:, 0] += 1  # no all-zero row
+    scale = 2.0 ** -(weights.sum(-1, keepdim=True).log2().ceil() + 1)
+    probs = weights * scale  # rows sum to <= 1/2
+    eligible = torch.rand(rows, n_keys, generator=generator) < 0.8
+    covered = torch.full((rows, 1), covered_share)
+    expected = sorted_top_p(probs, eligible, covered, top_p)
+    assert torch.equal(top_p_select(probs, eligible, covered, top_p), expected)
+
+
+def test_top_p_threshold_takes_zero_probability_keys_only_when_all_mass_is_short() -> None:
+    probs = torch.tensor([[0.5, 0.0, 0.25, 0.0]])
+    eligible = torch.ones_like(probs, dtype=torch.bool)
+    none_covered = torch.zeros(1, 1)
+    taken = top_p_select(probs, eligible, none_covered, 0.6)
+    assert taken.tolist() == [[True, False, True, False]]
+    assert top_p_select(probs, eligible, none_covered, 0.8).all()  # 0.75 < 0.8: everything
+    assert not top_p_select(probs, eligible, torch.full((1, 1), 0.9), 0.8).any()
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), n_keys=st.integers(1, 30))
+def test_add_selected_is_the_union(seed: int, n_keys: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    previous = torch.rand(2, 3, n_keys, generator=generator)
+    previous[previous < 0.3] = 0.0
+    previous[previous > 0.8] = 1.0
+    selected = torch.rand(2, 3, n_keys, generator=generator) < 0.5
+    assert torch.equal(add_selected(previous, selected), union(previous, selected))
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), q_len=st.integers(1, 4), k_len=st.integers(4, 30))
+def test_a_unit_mask_skips_only_a_division_by_one(seed: int, q_len: int, k_len: int) -> None:
+    q, k, v = qkv(Shape(1, 2, 2, q_len, k_len, 8), seed)
+    allowed, _ = allowed_entries(None, q_len, k_len, q.device)
+    generator = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(1, 4, q_len, k_len, generator=generator) < 0.4).float()
+    plain, plain_fallback = weighted_attention(q, k, v, allowed, 0.3, mask)
+    unit, unit_fallback = weighted_attention(q, k, v, allowed, 0.3, mask, unit_mask=True)
+    assert torch.equal(plain, unit) and torch.equal(plain_fallback, unit_fallback)
+
+
+@pytest.mark.parametrize("name", MASKERS.names())
+def test_gathered_path_for_every_call_equals_whole_rows(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the cost rule would send the question prefill to whole rows: force the gathered path
+    monkeypatch.setattr(forward_module, "GATHERED_KV_ROWS_PER_KEY", float("inf"))
+    monkeypatch.setattr(forward_module, "GATHERED_V_ROWS_PER_KEY", float("inf"))
+    for config in configs(masker_of(name, tmp_path)):
+        fast = run_calls(config)
+        monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.0)  # whole rows only
+        slow = run_calls(config)
+        monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.25)
+        for a, b in zip(fast, slow, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n in MASKERS.names() if MASKERS.get(n).kind == "fixed"])
+def test_state_caches_do_not_change_results(name: str, tmp_path: Path) -> None:
+    """Key-side caches (Quest pages, hash signatures, channel labels) extended call by call give
+    what a fresh computation over all keys gives."""
+    config = ResearchAttentionConfig([masker_of(name, tmp_path)])
+    q, k, v = qkv(Shape(1, 2, 3, 12, 96, 8), seed=4)
+    shared = SparseState()
+    shared.begin_question("s", 0)
+    for step, k_len in enumerate(range(85, 97)):
+        query = q[:, :, step : step + 1]
+        fresh = SparseState()
+        fresh.begin_question("s", 0)
+        outputs = [
+            sparse_attention_forward(
+                query,
+                k[:, :, :k_len],
+                v[:, :, :k_len],
+                None,
+                0.35,
+                layer_idx=1,
+                config=config,
+                state=state,
+            )
+            for state in (shared, fresh)
+        ]
+        torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-6)
+
+
+def gathered_calls(
+    monkeypatch: pytest.MonkeyPatch, q_len: int, config: ResearchAttentionConfig
+) -> int:
+    """How often one call of `q_len` queries over 512 keys (3 query heads per KV head) takes
+    the gathered path."""
+    calls = []
+    real = forward_module.gathered_attention
+
+    def counting(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(forward_module, "gathered_attention", counting)
+    q, k, v = qkv(Shape(1, 1, 3, q_len, 512, 8), seed=1)
+    state = SparseState()
+    state.begin_question("s", 0)
+    sparse_attention_forward(q, k, v, None, 0.35, layer_idx=0, config=config, state=state)
+    monkeypatch.undo()
+    return len(calls)
+
+
+def test_the_path_is_picked_by_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    window = [SinkMaskerConfig(sink_size=4), LocalMaskerConfig(window_size=8)]
+    streaming = ResearchAttentionConfig([*window, LocalMaskerConfig(window_size=0.1)])
+    topk = ResearchAttentionConfig([*window, OracleTopKConfig(heavy_size=0.1)])  # bound 63
+    # decode gathers; a long question over few keys multiplies the gathered rows past whole rows
+    assert gathered_calls(monkeypatch, 1, topk) == 1
+    assert gathered_calls(monkeypatch, 1, streaming) == 1
+    # top-k computed q . k over whole rows already: only V is gathered, while 3 * Q * 63 <= 512
+    assert gathered_calls(monkeypatch, 4, topk) == 0
+    assert gathered_calls(monkeypatch, 4, streaming) == 1
+    assert gathered_calls(monkeypatch, 16, streaming) == 0  # 3 * 16 * 63 > 4 * 512
