@@ -72,8 +72,8 @@ def top_p_select(
     order = [3, 2, 1, 0] if sys.byteorder == "little" else [0, 1, 2, 3]  # most significant first
     above = torch.zeros_like(covered)
     prefix = torch.zeros(covered.shape, dtype=torch.int32, device=probs.device)
-    found = everything = None
-    for byte in order:
+    found = everything = torch.zeros(covered.shape, dtype=torch.bool, device=probs.device)
+    for level, byte in enumerate(order):
         digit = digits[..., byte].long()
         mass = weights.new_zeros((*weights.shape[:-1], 256)).scatter_add_(-1, digit, weights)
         # mass strictly above bucket d: `above` plus the buckets d' > d; a bucket with mass
@@ -81,7 +81,7 @@ def top_p_select(
         above_bucket = above + (mass.flip(-1).cumsum(-1).flip(-1) - mass)
         taken = (mass > 0) & (covered + above_bucket < top_p)
         chosen = taken.to(torch.uint8).argmax(dim=-1, keepdim=True)  # lowest taken bucket
-        if found is None:
+        if level == 0:
             found = taken.any(dim=-1, keepdim=True)
             everything = covered + mass.sum(dim=-1, keepdim=True) < top_p
         above = above_bucket.gather(-1, chosen)
