@@ -4,7 +4,7 @@ Both years share loading and scoring (docs/benchmarks.md §7): the final answer 
 Qwen2.5-Math's `extract_answer` finds it (last box, then "answer is", then the Chinese cue, then the
 last number) and counts only if it is a plain number equal to the gold integer
 (`_math_answer.extract_integer_answer`), so `033`, `33.0` and `\\dfrac{33}{1}` all equal 33 while a
-boxed expression is wrong. Two small classes, one per year, delegate to the functions below.
+boxed expression is wrong. One small class per year, on a shared base that holds the functions below.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from sparse_attention_hub.benchmark._math_answer import answer_text, integer_value
-from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark, mean_percent
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
 
@@ -63,61 +63,41 @@ def score_aime(rows: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def aggregate_aime(benchmark_name: str, scored: pd.DataFrame) -> dict[str, Any]:
-    """Accuracy, extraction and box rates (all 0-100) and counts per task; overall = accuracy."""
-    tasks: dict[str, dict[str, Any]] = {}
-    for task, rows in scored.groupby("task", sort=False):
-        tasks[str(task)] = {
-            "score": mean_percent(rows["score"]),
-            "n_scored": len(rows),
+class _Aime(Benchmark):
+    """What both years share: loading from `hub_id`, scoring, the per-task counts and rates."""
+
+    def load_subset(self, subset: str) -> pd.DataFrame:
+        return load_aime(self.hub_id or "", subset, self.data_path)
+
+    def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
+        return score_aime(rows)
+
+    def task_metrics(self, task: str, rows: pd.DataFrame) -> dict[str, Any]:
+        """Accuracy, extraction and box rates (all 0-100) and counts; overall = accuracy."""
+        return {
+            **super().task_metrics(task, rows),
             "n_correct": int(rows["correct"].sum()),
             "extraction_rate": mean_percent(rows["extracted"].notna().astype(float)),
             "boxed_rate": mean_percent(rows["boxed"].astype(float)),
         }
-    return {
-        "benchmark": benchmark_name,
-        "overall": mean_of([entry["score"] for entry in tasks.values()]),
-        "tasks": tasks,
-    }
+
+    def subset_metrics(self) -> dict[str, str]:
+        return dict.fromkeys(self.all_datasets, "accuracy (integer answer)")
 
 
 @register_benchmark("aime2024")
-class Aime2024(Benchmark):
+class Aime2024(_Aime):
     """AIME 2024 (from `Maxwell-Jia/AIME_2024`); local copy: `<data_path>/aime2024.jsonl`."""
 
     benchmark_name = "aime2024"
     all_datasets: ClassVar[list[str]] = ["aime2024"]
     hub_id = HUB_2024
 
-    def load_subset(self, subset: str) -> pd.DataFrame:
-        return load_aime(HUB_2024, subset, self.data_path)
-
-    def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
-        return score_aime(rows)
-
-    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
-        return aggregate_aime(self.benchmark_name, scored)
-
-    def subset_metrics(self) -> dict[str, str]:
-        return {"aime2024": "accuracy (integer answer)"}
-
 
 @register_benchmark("aime2025")
-class Aime2025(Benchmark):
+class Aime2025(_Aime):
     """AIME 2025 (from `yentinglin/aime_2025`); local copy: `<data_path>/aime2025.jsonl`."""
 
     benchmark_name = "aime2025"
     all_datasets: ClassVar[list[str]] = ["aime2025"]
     hub_id = HUB_2025
-
-    def load_subset(self, subset: str) -> pd.DataFrame:
-        return load_aime(HUB_2025, subset, self.data_path)
-
-    def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
-        return score_aime(rows)
-
-    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
-        return aggregate_aime(self.benchmark_name, scored)
-
-    def subset_metrics(self) -> dict[str, str]:
-        return {"aime2025": "accuracy (integer answer)"}

@@ -39,7 +39,8 @@ class Benchmark(ABC):
     """A named set of subsets, a way to load each, and a scorer.
 
     Subclasses set `benchmark_name`, `all_datasets` and implement `load_subset` and
-    `score_task`; most keep the default `aggregate` (macro mean of task scores, 0-100).
+    `score_task`; most keep the default `aggregate` (macro mean of task scores, 0-100) and add
+    per-task figures in `task_metrics`.
     """
 
     benchmark_name: ClassVar[str]
@@ -348,12 +349,9 @@ class Benchmark(ABC):
         return every_row, metrics
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
-        """Macro average: task score = 100 x mean per-sample score, overall = mean of tasks."""
+        """Macro average: each task's `task_metrics`, overall = mean of the task scores."""
         tasks = {
-            str(task): {
-                "score": mean_percent(rows["score"]),
-                "n_scored": int(rows["score"].notna().sum()),
-            }
+            str(task): self.task_metrics(str(task), rows)
             for task, rows in scored.groupby("task", sort=False)
         }
         return {
@@ -361,6 +359,13 @@ class Benchmark(ABC):
             "overall": mean_of([t["score"] for t in tasks.values()]),
             "tasks": tasks,
         }
+
+    def task_metrics(self, task: str, rows: pd.DataFrame) -> dict[str, Any]:
+        """One task's entry of metrics.json: `score` = 100 x mean per-sample score, `n_scored`.
+
+        A benchmark with more per-task figures (counts, rates, buckets) adds them here.
+        """
+        return {"score": mean_percent(rows["score"]), "n_scored": int(rows["score"].notna().sum())}
 
     def _config_record(
         self,

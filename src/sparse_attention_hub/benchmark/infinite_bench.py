@@ -14,7 +14,7 @@ import pandas as pd
 
 from sparse_attention_hub.benchmark import loading
 from sparse_attention_hub.benchmark._infinite_bench_scorers import LENIENT, SCORERS
-from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark, mean_percent
 from sparse_attention_hub.benchmark.registry import register_benchmark
 
 CHOICE_TASKS = ("code_debug", "longbook_choice_eng")
@@ -87,21 +87,11 @@ class InfiniteBench(Benchmark):
             ]
         return pd.DataFrame(columns, index=rows.index)
 
-    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
-        tasks: dict[str, dict[str, Any]] = {}
-        for task, rows in scored.groupby("task", sort=False):
-            entry: dict[str, Any] = {
-                "score": mean_percent(rows["score"]),
-                "n_scored": int(rows["score"].notna().sum()),
-            }
-            if str(task) in LENIENT:
-                entry["score_lenient"] = mean_percent(rows["score_lenient"])
-            tasks[str(task)] = entry
-        return {
-            "benchmark": self.benchmark_name,
-            "overall": mean_of([t["score"] for t in tasks.values()]),
-            "tasks": tasks,
-        }
+    def task_metrics(self, task: str, rows: pd.DataFrame) -> dict[str, Any]:
+        entry = super().task_metrics(task, rows)
+        if task in LENIENT:
+            entry["score_lenient"] = mean_percent(rows["score_lenient"])
+        return entry
 
     def subset_metrics(self) -> dict[str, str]:
         return {

@@ -171,42 +171,22 @@ class LongBench(Benchmark):
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
         """Standard tasks -> `tasks`, `overall`, `categories`; `_e` tasks -> length buckets."""
-        tasks: dict[str, dict[str, Any]] = {}
-        extended: dict[str, dict[str, float | None]] = {}
-        extended_n: dict[str, dict[str, int]] = {}
-        for task, rows in scored.groupby("task", sort=False):
-            name = str(task)
-            if name in TASKS:
-                tasks[name] = {
-                    "score": mean_percent(rows["score"]),
-                    "n_scored": int(rows["score"].notna().sum()),
-                    "category": TASKS[name].category,
-                    "metric": TASKS[name].metric,
-                }
-                continue
-            extended[name], extended_n[name] = {}, {}
-            for bucket, _, _ in LENGTH_BUCKETS:
-                in_bucket = rows.loc[rows["length_bucket"] == bucket, "score"]
-                extended[name][bucket] = mean_percent(in_bucket)
-                extended_n[name][bucket] = int(in_bucket.notna().sum())
-        extended_mean = {
-            bucket: mean_of([cells[bucket] for cells in extended.values()])
-            for bucket, _, _ in LENGTH_BUCKETS
-        }
-        categories = {
-            category: mean_of([t["score"] for t in tasks.values() if t["category"] == category])
+        standard = scored["task"].astype(str).isin(list(TASKS))
+        metrics = super().aggregate(scored[standard])
+        tasks = metrics["tasks"].values()
+        metrics["categories"] = {
+            category: mean_of([t["score"] for t in tasks if t["category"] == category])
             for category in CATEGORIES
         }
+        metrics["buckets"] = length_buckets(scored[~standard])
+        return metrics
+
+    def task_metrics(self, task: str, rows: pd.DataFrame) -> dict[str, Any]:
+        """A standard task's score, with its category and metric."""
         return {
-            "benchmark": self.benchmark_name,
-            "overall": mean_of([t["score"] for t in tasks.values()]),
-            "tasks": tasks,
-            "categories": categories,
-            "buckets": (
-                {"extended": extended, "extended_n": extended_n, "extended_mean": extended_mean}
-                if extended
-                else {}
-            ),
+            **super().task_metrics(task, rows),
+            "category": TASKS[task].category,
+            "metric": TASKS[task].metric,
         }
 
     def subset_metrics(self) -> dict[str, str]:
@@ -218,3 +198,24 @@ class LongBench(Benchmark):
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "scorers": scorer_backends()}
+
+
+def length_buckets(extended: pd.DataFrame) -> dict[str, Any]:
+    """LongBench-E: each `_e` task's score per length bucket (and counts), their mean per bucket;
+    {} when no `_e` task ran."""
+    scores: dict[str, dict[str, float | None]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for task, rows in extended.groupby("task", sort=False):
+        name = str(task)
+        scores[name], counts[name] = {}, {}
+        for bucket, _, _ in LENGTH_BUCKETS:
+            in_bucket = rows.loc[rows["length_bucket"] == bucket, "score"]
+            scores[name][bucket] = mean_percent(in_bucket)
+            counts[name][bucket] = int(in_bucket.notna().sum())
+    if not scores:
+        return {}
+    means = {
+        bucket: mean_of([cells[bucket] for cells in scores.values()])
+        for bucket, _, _ in LENGTH_BUCKETS
+    }
+    return {"extended": scores, "extended_n": counts, "extended_mean": means}

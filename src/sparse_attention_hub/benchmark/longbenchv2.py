@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from sparse_attention_hub.benchmark import loading
-from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark, mean_percent
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.errors import ConfigError
 
@@ -38,6 +38,7 @@ ANSWER_PREFIXES = {"0shot": FORMAT_LINE, "cot": FORMAT_LINE + "\n\nLet’s think
 MAX_NEW_TOKENS = {"0shot": 128 + 20, "cot": 1024 + 20}
 DIFFICULTIES = ("easy", "hard")
 LENGTHS = ("short", "medium", "long")
+BUCKETS = (("difficulty", DIFFICULTIES), ("length", LENGTHS))  # (row column, its values)
 EMPTY_ANSWERS = ("wrong", "drop")
 """`wrong`: an empty output scores 0 (ours); `drop`: it is left out, as the official `pred.py`."""
 
@@ -125,34 +126,29 @@ class LongBenchV2(Benchmark):
             {"score": scores, "extracted": extracted, "empty": empty}, index=rows.index
         )
 
+    def task_metrics(self, task: str, rows: pd.DataFrame) -> dict[str, Any]:
+        """Accuracy overall and per difficulty / length value (with counts); empty answers."""
+        entry = super().task_metrics(task, rows)
+        entry["n_empty"] = int(rows["empty"].astype(bool).sum()) if "empty" in rows else 0
+        entry["empty_answers"] = self.empty_answers
+        for column, values in BUCKETS:
+            for value in values:
+                cell = rows.loc[rows[column].astype(str) == value, "score"]
+                entry[value] = mean_percent(cell)
+                entry[f"n_{value}"] = int(cell.notna().sum())
+        return entry
+
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
-        tasks: dict[str, dict[str, Any]] = {}
-        difficulty: dict[str, dict[str, float | None]] = {}
-        length: dict[str, dict[str, float | None]] = {}
-        for task, rows in scored.groupby("task", sort=False):
-            name = str(task)
-            entry: dict[str, Any] = {
-                "score": mean_percent(rows["score"]),
-                "n_scored": int(rows["score"].notna().sum()),
-                "n_empty": int(rows["empty"].astype(bool).sum()) if "empty" in rows else 0,
-                "empty_answers": self.empty_answers,
+        """The default, plus `buckets`: each task's accuracy per difficulty and per length."""
+        metrics = super().aggregate(scored)
+        metrics["buckets"] = {
+            column: {
+                name: {value: entry[value] for value in values}
+                for name, entry in metrics["tasks"].items()
             }
-            for column, values, table in (
-                ("difficulty", DIFFICULTIES, difficulty),
-                ("length", LENGTHS, length),
-            ):
-                table[name] = {}
-                for value in values:
-                    cell = rows.loc[rows[column].astype(str) == value, "score"]
-                    entry[value] = table[name][value] = mean_percent(cell)
-                    entry[f"n_{value}"] = int(cell.notna().sum())
-            tasks[name] = entry
-        return {
-            "benchmark": self.benchmark_name,
-            "overall": mean_of([t["score"] for t in tasks.values()]),
-            "tasks": tasks,
-            "buckets": {"difficulty": difficulty, "length": length},
+            for column, values in BUCKETS
         }
+        return metrics
 
     def subset_metrics(self) -> dict[str, str]:
         return {subset: "accuracy" for subset in self.all_datasets}

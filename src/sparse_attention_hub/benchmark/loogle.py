@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark, mean_percent
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.benchmark.scorers import parse_literal_dict, rouge_scores
@@ -229,16 +229,9 @@ class LooGLE(Benchmark):
             return None, f"BERTScore failed: {type(exc).__name__}: {exc}"
         return [float(v) for v in f1.tolist()], ""
 
-    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
+    def task_metrics(self, task: str, rows: pd.DataFrame) -> dict[str, Any]:
         """Cloze: micro-averaged mask matches. QA/summaries: mean of every metric. All 0-100."""
-        tasks: dict[str, dict[str, Any]] = {}
-        for task, rows in scored.groupby("task", sort=False):
-            name = str(task)
-            tasks[name] = (
-                self._cloze_summary(rows) if name == CLOZE_TASK else self._text_summary(name, rows)
-            )
-        overall = mean_of([entry["score"] for entry in tasks.values()])
-        return {"benchmark": self.benchmark_name, "overall": overall, "tasks": tasks}
+        return self._cloze_summary(rows) if task == CLOZE_TASK else self._text_summary(task, rows)
 
     @staticmethod
     def _cloze_summary(rows: pd.DataFrame) -> dict[str, Any]:

@@ -96,11 +96,8 @@ class MockBenchmark(Benchmark):
             {"score": [float(c) for c in correct], "correct": correct}, index=rows.index
         )
 
-    def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
-        metrics = super().aggregate(scored)
-        for task, rows in scored.groupby("task", sort=False):
-            metrics["tasks"][str(task)]["n_correct"] = int(rows["correct"].sum())
-        return metrics
+    def task_metrics(self, task: str, rows: pd.DataFrame) -> dict[str, Any]:
+        return {**super().task_metrics(task, rows), "n_correct": int(rows["correct"].sum())}
 
     def estimated_work(self) -> float:
         return float(sum(len(context.split()) for _, context, _, _ in ROWS))

@@ -32,7 +32,7 @@ from sparse_attention_hub.benchmark._zero_scrolls_metrics import (
     rouge_fmeasures,
     scrolls_f1,
 )
-from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.errors import ConfigError, DatasetLoadError
@@ -218,34 +218,23 @@ class ZeroScrolls(Benchmark):
         return frame
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
-        tasks: dict[str, dict[str, Any]] = {}
-        for task, rows in scored.groupby("task", sort=False):
-            entry: dict[str, Any] = {
-                "n": len(rows),
-                "mean_response_chars": float(rows["response_chars"].mean()),
-            }
-            if self.split == "test":
-                entry |= {"score": None, "n_scored": 0, "scored": False}
-                entry["leaderboard_file"] = leaderboard_name(str(task))
-            else:
-                entry |= {
-                    "score": mean_percent(rows["score"]),
-                    "n_scored": int(rows["score"].notna().sum()),
-                    "scored": True,
-                    "metric": METRICS[str(task)],
-                }
-                if METRICS[str(task)] == "rouge_geometric_mean":  # corpus level, 0-100
-                    kept = rows.dropna(subset=list(ROUGE_TYPES))
-                    rouge = corpus_rouge(kept[list(ROUGE_TYPES)].to_dict("records"))
-                    entry |= {"score": rouge["geometric_mean"], **rouge}
-            tasks[str(task)] = entry
-        return {
-            "benchmark": self.benchmark_name,
-            "split": self.split,
-            "scored": self.split != "test",
-            "overall": mean_of([entry["score"] for entry in tasks.values()]),
-            "tasks": tasks,
+        return {**super().aggregate(scored), "split": self.split, "scored": self.split != "test"}
+
+    def task_metrics(self, task: str, rows: pd.DataFrame) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "n": len(rows),
+            "mean_response_chars": float(rows["response_chars"].mean()),
         }
+        if self.split == "test":
+            entry |= {"score": None, "n_scored": 0, "scored": False}
+            entry["leaderboard_file"] = leaderboard_name(task)
+            return entry
+        entry |= {**super().task_metrics(task, rows), "scored": True, "metric": METRICS[task]}
+        if METRICS[task] == "rouge_geometric_mean":  # corpus level, 0-100
+            kept = rows.dropna(subset=list(ROUGE_TYPES))
+            rouge = corpus_rouge(kept[list(ROUGE_TYPES)].to_dict("records"))
+            entry |= {"score": rouge["geometric_mean"], **rouge}
+        return entry
 
     def extra_outputs(self, scored: pd.DataFrame) -> dict[str, Any]:
         """Test split: one leaderboard submission per task, `{id: prediction}`."""
