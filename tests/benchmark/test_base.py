@@ -370,3 +370,33 @@ def test_a_failed_load_is_not_cached() -> None:
         with pytest.raises(DatasetLoadError, match="broken"):
             bench.load_samples()
     assert bench.loads == ["alpha", "broken", "alpha", "broken"]
+
+
+class HubOnly(Benchmark):
+    """The smallest benchmark: name, subsets, `hub_id` and a scorer (the default loader)."""
+
+    benchmark_name = "hub_only"
+    all_datasets: ClassVar[list[str]] = ["dev"]
+    hub_id = "my-org/hub-only"
+
+    def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"score": [1.0] * len(rows)}, index=rows.index)
+
+
+def test_the_default_loader_reads_the_subsets_local_copy(tmp_path: Path) -> None:
+    rows = [
+        {"id": "d1", "context": "C", "question": "q1", "answers": ["a"], "max_new_tokens": 4},
+        {"id": "d2", "context": "C", "question": "q2", "answers": "b", "max_new_tokens": 4},
+    ]
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    samples = HubOnly(data_path=tmp_path).load_samples()
+    assert list(samples["sample_id"]) == ["d1", "d2"] and set(samples["task"]) == {"dev"}
+    assert list(samples["answers"]) == [["a"], ["b"]]
+
+
+def test_without_hub_id_or_data_path_the_default_loader_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(HubOnly, "hub_id", None)
+    with pytest.raises(ConfigError, match="hub_only has no hub_id: pass data_path"):
+        HubOnly().load_samples()

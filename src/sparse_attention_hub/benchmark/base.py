@@ -20,6 +20,7 @@ import pandas as pd
 from sparse_attention_hub.adapters.base import ModelAdapter, Request
 from sparse_attention_hub.benchmark.bundle import JobTarget, Plan, run_jobs, timing_totals
 from sparse_attention_hub.benchmark.grouping import RequestGroup, group_requests, limit_groups
+from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.results_io import (
     PredictionKey,
     append_predictions,
@@ -38,8 +39,8 @@ REQUEST_KWARGS = ("max_requests", "max_context_length")
 class Benchmark(ABC):
     """A named set of subsets, a way to load each, and a scorer.
 
-    Subclasses set `benchmark_name`, `all_datasets` and implement `load_subset` and
-    `score_task`; most keep the default `aggregate` (macro mean of task scores, 0-100) and add
+    Subclasses set `benchmark_name`, `all_datasets` and `hub_id` (or implement `load_subset`),
+    and implement `score_task`; most keep the default `aggregate` (macro mean of task scores, 0-100) and add
     per-task figures in `task_metrics`.
     """
 
@@ -67,9 +68,20 @@ class Benchmark(ABC):
         self.last_scored: pd.DataFrame | None = None
 
     # ----- what a benchmark defines -------------------------------------------------------
-    @abstractmethod
     def load_subset(self, subset: str) -> pd.DataFrame:
-        """Rows of one subset in the normalised schema (see `loading.normalise_rows`)."""
+        """Rows of one subset in the normalised schema (see `loading.normalise_rows`).
+
+        The default: `read_table(subset)` as it is, the subset being its rows' task. A
+        benchmark whose rows need building or checking overrides it.
+        """
+        return normalise_rows(self.read_table(subset), subset, task=subset)
+
+    def read_table(self, subset: str) -> pd.DataFrame:
+        """One subset's raw table: config `subset`, split `test` of `hub_id` on the hub, or
+        `<data_path>/<subset>.parquet|jsonl|json|csv` when `data_path` is given."""
+        if self.hub_id is None and self.data_path is None:
+            raise ConfigError(f"{self.benchmark_name} has no hub_id: pass data_path=...")
+        return load_table(self.hub_id or "", subset, "test", self.data_path, [subset])
 
     @abstractmethod
     def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:

@@ -58,7 +58,7 @@ class InfiniteBench(Benchmark):
     hub_id = "MaxJeblick/InfiniteBench"
 
     def load_subset(self, subset: str) -> pd.DataFrame:
-        frame = loading.load_table(self.hub_id or "", subset, "test", self.data_path, [subset])
+        frame = self.read_table(subset)
         rows = loading.normalise_rows(frame, subset, task=subset)
         labels = [
             normalise_label(subset, answers, question)

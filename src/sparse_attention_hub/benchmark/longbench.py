@@ -144,7 +144,7 @@ class LongBench(Benchmark):
                 cap = TASKS[subset].official_max_new_tokens + EXTRA_TOKENS
                 frame = build_rows(frame, subset, cap)
         else:
-            frame = loading.load_table(self.hub_id or "", subset, "test", self.data_path, [subset])
+            frame = self.read_table(subset)
         rows = loading.normalise_rows(frame, subset, task=subset)
         classes = rows["all_classes"] if "all_classes" in rows.columns else [None] * len(rows)
         rows["all_classes"] = [_class_list(v) for v in classes]

@@ -103,7 +103,7 @@ class LongBenchV2(Benchmark):
         return {**super().options(), "empty_answers": self.empty_answers}
 
     def load_subset(self, subset: str) -> pd.DataFrame:
-        frame = loading.load_table(self.hub_id or "", subset, "test", self.data_path, [subset])
+        frame = self.read_table(subset)
         if "choice_A" in frame.columns and "answer_prefix" not in frame.columns:
             frame = build_rows(frame, subset)
         rows = loading.normalise_rows(frame, subset, task=subset)

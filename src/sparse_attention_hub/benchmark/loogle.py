@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from sparse_attention_hub.benchmark.base import Benchmark, mean_percent
-from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.benchmark.scorers import parse_literal_dict, rouge_scores
 
@@ -155,10 +154,6 @@ class LooGLE(Benchmark):
         metrics = dict.fromkeys(self.all_datasets, "rougeL recall (+ bleu, rouge, meteor)")
         metrics[CLOZE_TASK] = "exact_match (micro, + partial_match)"
         return metrics
-
-    def load_subset(self, subset: str) -> pd.DataFrame:
-        frame = load_table(HUB_ID, subset, "test", self.data_path, [subset])
-        return normalise_rows(frame, subset, task=subset)
 
     # ----- scoring -------------------------------------------------------------------------
     def score_task(self, task: str, rows: pd.DataFrame) -> pd.DataFrame:

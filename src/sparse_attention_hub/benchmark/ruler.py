@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from sparse_attention_hub.benchmark.base import Benchmark
-from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
+from sparse_attention_hub.benchmark.loading import normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.benchmark.scorers import ruler_aggregate, ruler_score_rows
 
@@ -48,7 +48,7 @@ class Ruler(Benchmark):
     hub_id = HUB_ID
 
     def load_subset(self, subset: str) -> pd.DataFrame:
-        frame = load_table(HUB_ID, subset, "test", self.data_path, [subset])
+        frame = self.read_table(subset)
         rows = normalise_rows(frame, subset)
         rows["context_length"] = int(subset)
         unknown = sorted(set(rows["task"]) - set(TASKS))
