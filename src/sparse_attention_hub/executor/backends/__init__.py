@@ -16,27 +16,18 @@ from typing import Any, Protocol
 from sparse_attention_hub.executor.bundles import Bundle
 from sparse_attention_hub.registry import Registry
 
-# Event kinds a backend reports: ready {pid, device} (a worker started) and died {exitcode} (its
-# process ended) from the backend itself; from `Worker.execute`: started {bundle_id, job_ids},
-# model_loaded, dataset_loaded, answered {job_id} (a prediction was saved; the scheduler ignores
-# it, the Ray backend sends the job's new lines to the driver on it), and per job one finished
-# {job_id, ...} or raised {job_id, failure}. A bundle is over when each of its jobs has finished
-# or raised (or its worker died). A died payload with `wait_ready` keeps the slot out of dispatch
-# until its replacement reports ready (a Ray actor whose node left may never be placed).
-EVENT_KINDS = (
-    "ready",
-    "started",
-    "model_loaded",
-    "dataset_loaded",
-    "answered",
-    "finished",
-    "raised",
-    "died",
-)
-
 
 @dataclass(frozen=True)
 class BackendEvent:
+    """What a worker did. Kinds: `ready` {pid, device} (a worker started) and `died` {exitcode}
+    (its process ended) from the backend itself; from `Worker.execute`: `started` {bundle_id,
+    job_ids}, `model_loaded`, `dataset_loaded`, `answered` {job_id} (a prediction was saved; the
+    scheduler ignores it, the Ray backend sends the job's new lines to the driver on it), and per
+    job one `finished` {job_id, ...} or `raised` {job_id, failure}. A bundle is over when each of
+    its jobs has finished or raised (or its worker died). A died payload with `wait_ready` keeps
+    the slot out of dispatch until its replacement reports ready (a Ray actor whose node left may
+    never be placed)."""
+
     worker: int
     kind: str
     payload: dict[str, Any] = field(default_factory=dict)
