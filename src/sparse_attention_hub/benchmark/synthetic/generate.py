@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from sparse_attention_hub.benchmark.synthetic.prompt import Setting
@@ -13,11 +13,7 @@ from sparse_attention_hub.benchmark.synthetic.sizing import (
     fit_samples,
     largest_fitting,
 )
-from sparse_attention_hub.benchmark.synthetic.tasks import TASKS
-from sparse_attention_hub.benchmark.synthetic.variable_tracking import (
-    EXAMPLE_TOKENS,
-    render_example,
-)
+from sparse_attention_hub.benchmark.synthetic.tasks import TASKS, TaskSpec
 from sparse_attention_hub.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -58,37 +54,17 @@ def generate_rows(
         return count_tokens(tokenizer, texts)
 
     setting = Setting(length=length, template_overhead=template_overhead)
-    if task == "vt":
-
-        def example_tokens(n: int) -> int:
-            return count([render_example(sample_rng(seed, task, length, "example"), n)])[0]
-
-        size = largest_fitting(example_tokens, EXAMPLE_TOKENS, increment=5)
-        setting = dataclasses.replace(setting, example_size=size)
+    if spec.prepare is not None:
+        setting = spec.prepare(
+            setting,
+            lambda text: count([text])[0],
+            lambda: sample_rng(seed, task, length, "example"),
+        )
 
     def render(index: int | str, n: int) -> str:
         return spec.build(sample_rng(seed, task, length, index), n, setting).sized_text()
 
-    best = largest_fitting(
-        lambda n: count([render("probe", n)])[0],
-        budget,
-        spec.increment(length),
-        spec.min_size,
-        spec.max_size(setting),
-    )
-    half = max(spec.min_size, best // 2)
-    top, bottom = count([render("probe", best), render("probe", half)])
-    slope = (top - bottom) / (best - half) if best > half else top / best
-    sizes, lengths = fit_samples(
-        render,
-        count,
-        best,
-        num_samples,
-        budget,
-        max(slope, 1e-3),
-        spec.min_size,
-        spec.max_size(setting),
-    )
+    best, sizes, lengths = size_samples(spec, setting, render, count, budget, num_samples)
     rows = []
     for index, (size, realised) in enumerate(zip(sizes, lengths, strict=True)):
         prompt = spec.build(sample_rng(seed, task, length, index), size, setting)
@@ -110,3 +86,39 @@ def generate_rows(
         "generated %d %s samples at %d tokens (haystack size %d)", num_samples, task, length, best
     )
     return rows
+
+
+def size_samples(
+    spec: TaskSpec,
+    setting: Setting,
+    render: Callable[[int | str, int], str],
+    count: Callable[[list[str]], list[int]],
+    budget: int,
+    num_samples: int,
+) -> tuple[int, list[int], list[int]]:
+    """(the probe's haystack size, each sample's size, each sample's length in tokens).
+
+    The probe sample (`render("probe", n)`) finds the largest size that fits `budget`; its
+    tokens per unit of size guide each sample's own fit (`sizing.fit_samples`).
+    """
+    best = largest_fitting(
+        lambda n: count([render("probe", n)])[0],
+        budget,
+        spec.increment(setting.length),
+        spec.min_size,
+        spec.max_size(setting),
+    )
+    half = max(spec.min_size, best // 2)
+    top, bottom = count([render("probe", best), render("probe", half)])
+    slope = (top - bottom) / (best - half) if best > half else top / best
+    sizes, lengths = fit_samples(
+        render,
+        count,
+        best,
+        num_samples,
+        budget,
+        max(slope, 1e-3),
+        spec.min_size,
+        spec.max_size(setting),
+    )
+    return best, sizes, lengths

@@ -6,11 +6,14 @@ kept inside `context`, so the question and answer prefix belong to the real samp
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
+from collections.abc import Callable
 
 from sparse_attention_hub.benchmark.synthetic.prompt import Prompt, Setting, insert_at_random
 from sparse_attention_hub.benchmark.synthetic.resources import NOISE_SENTENCE
+from sparse_attention_hub.benchmark.synthetic.sizing import largest_fitting
 
 NUM_HOPS = 4
 EXAMPLE_TOKENS = 500  # target size of the one-shot example
@@ -51,6 +54,17 @@ def render_example(rng: random.Random, n: int) -> str:
     """A solved example: context + question + prefix + the five names, ending in a newline."""
     example = chain_prompt(rng, n, name_length=3)
     return f"{example.sized_text()} {' '.join(example.answers)}\n"
+
+
+def fit_example(
+    setting: Setting, tokens: Callable[[str], int], example_rng: Callable[[], random.Random]
+) -> Setting:
+    """`setting` with `example_size`: the largest example of at most `EXAMPLE_TOKENS` tokens,
+    each candidate drawn from a fresh `example_rng()` (so the size depends on the tokenizer only)."""
+    size = largest_fitting(
+        lambda n: tokens(render_example(example_rng(), n)), EXAMPLE_TOKENS, increment=5
+    )
+    return dataclasses.replace(setting, example_size=size)
 
 
 def build_vt(rng: random.Random, n: int, setting: Setting) -> Prompt:
