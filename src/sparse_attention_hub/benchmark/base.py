@@ -30,6 +30,15 @@ from sparse_attention_hub.benchmark.results_io import (
     write_raw_results,
 )
 from sparse_attention_hub.errors import ConfigError, DatasetLoadError, UnknownNameError
+from sparse_attention_hub.result_files import (
+    ATTENTION_STATS,
+    CONFIG,
+    EXTRA_FILE_PATTERNS,
+    METRICS,
+    PREDICTIONS,
+    RAW_RESULTS,
+    is_extra_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -206,10 +215,10 @@ class Benchmark(ABC):
         """
         result_path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(
-            result_path / "config.json",
+            result_path / CONFIG,
             self._config_record(adapter, generation_kwargs, request_kwargs, job_info),
         )
-        done = read_predictions(result_path / "predictions.jsonl")
+        done = read_predictions(result_path / PREDICTIONS)
         logger.info(
             "%s: %d samples, %d already predicted",
             self.benchmark_name,
@@ -218,7 +227,7 @@ class Benchmark(ABC):
         )
         # the statistics of answers already saved stay: a resumed job reports the whole job
         answered = {sample_id for _, sample_id in done}
-        statistics = adapter.start_statistics(result_path / "attention_stats.jsonl", answered)
+        statistics = adapter.start_statistics(result_path / ATTENTION_STATS, answered)
         return done, statistics
 
     def finish_job(
@@ -232,7 +241,7 @@ class Benchmark(ABC):
         results = plan.selected.copy()
         records = [done[plan.keys[i]] for i in results.index]
         results["prediction"] = [record["prediction"] for record in records]
-        write_raw_results(result_path / "raw_results.csv", results)
+        write_raw_results(result_path / RAW_RESULTS, results)
 
         scored, metrics = self._score(results)
         metrics.update(adapter.statistics_summary())
@@ -241,10 +250,15 @@ class Benchmark(ABC):
         for task, entry in metrics.get("tasks", {}).items():
             if isinstance(entry, dict) and task in counts:
                 entry.setdefault("n_available", int(counts[task]))
-        write_raw_results(result_path / "raw_results.csv", scored)
+        write_raw_results(result_path / RAW_RESULTS, scored)
         for name, payload in self.extra_outputs(scored).items():
+            if not is_extra_file(name):  # reset_job_dir would leave it behind
+                raise ValueError(
+                    f"{self.benchmark_name}: extra output {name!r} matches none of "
+                    f"result_files.EXTRA_FILE_PATTERNS {EXTRA_FILE_PATTERNS}"
+                )
             write_json_atomic(result_path / name, payload)
-        write_json_atomic(result_path / "metrics.json", metrics)
+        write_json_atomic(result_path / METRICS, metrics)
         return metrics
 
     def run_group(
@@ -310,7 +324,8 @@ class Benchmark(ABC):
         done[prediction_key(record["subset"], record["sample_id"])] = record
 
     def extra_outputs(self, scored: pd.DataFrame) -> dict[str, Any]:
-        """Extra JSON files for the result directory, by file name (ZeroSCROLLS leaderboards).
+        """Extra JSON files for the result directory, by file name (ZeroSCROLLS leaderboards);
+        each name matches one of `result_files.EXTRA_FILE_PATTERNS`, so a re-run removes it.
 
         Called with the scored rows after raw_results.csv is written, before metrics.json.
         """

@@ -23,6 +23,7 @@ import pandas as pd
 from sparse_attention_hub.adapters.base import ModelAdapter, Request
 from sparse_attention_hub.benchmark.grouping import RequestGroup
 from sparse_attention_hub.benchmark.results_io import PredictionKey
+from sparse_attention_hub.result_files import PREDICTIONS
 
 if TYPE_CHECKING:
     from sparse_attention_hub.benchmark.base import Benchmark
@@ -81,7 +82,7 @@ class _Open:
     predictions: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.predictions = self.target.result_dir / "predictions.jsonl"
+        self.predictions = self.target.result_dir / PREDICTIONS
 
 
 def run_jobs(

@@ -36,6 +36,7 @@ from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.errors import ConfigError, DatasetLoadError
+from sparse_attention_hub.result_files import leaderboard_file
 
 HUB_ID = "simonjegou/zero_scrolls"
 VALIDATION_HUB_ID = "tau/zero_scrolls"
@@ -227,7 +228,7 @@ class ZeroScrolls(Benchmark):
         }
         if self.split == "test":
             entry |= {"score": None, "n_scored": 0, "scored": False}
-            entry["leaderboard_file"] = leaderboard_name(task)
+            entry["leaderboard_file"] = leaderboard_file(task)
             return entry
         entry |= {**super().task_metrics(task, rows), "scored": True, "metric": METRICS[task]}
         if METRICS[task] == "rouge_geometric_mean":  # corpus level, 0-100
@@ -241,13 +242,8 @@ class ZeroScrolls(Benchmark):
         if self.split != "test":
             return {}
         return {
-            leaderboard_name(str(task)): dict(
+            leaderboard_file(str(task)): dict(
                 zip(rows["sample_id"].astype(str), rows["prediction"].astype(str), strict=True)
             )
             for task, rows in scored.groupby("task", sort=False)
         }
-
-
-def leaderboard_name(task: str) -> str:
-    """File name of a task's leaderboard submission inside the job's result directory."""
-    return f"leaderboard_{task}.json"

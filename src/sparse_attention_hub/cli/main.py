@@ -21,6 +21,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.result_files import RESULTS_CSV, STATUS, SUMMARY
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 console = Console()
@@ -194,7 +195,7 @@ def read_run_file(path: Path) -> dict[str, Any] | None:
 
 
 def cmd_status(result_dir: Path) -> int:
-    files = {name: result_dir / name for name in ("status.json", "execution_summary.json")}
+    files = {name: result_dir / name for name in (STATUS, SUMMARY)}
     found = {name: data for name, path in files.items() if (data := read_run_file(path))}
     if not found:
         raise ConfigError(
@@ -202,12 +203,12 @@ def cmd_status(result_dir: Path) -> int:
         )
     for name, data in found.items():
         try:
-            show_status(data) if name == "status.json" else show_summary(data)
+            show_status(data) if name == STATUS else show_summary(data)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"{files[name]}: not the shape `sah run` writes ({type(exc).__name__}: {exc})"
             ) from None
-    results_csv = result_dir / "results.csv"
+    results_csv = result_dir / RESULTS_CSV
     if results_csv.exists():
         with open(results_csv, "rb") as handle:
             rows = max(0, sum(1 for _ in handle) - 1)

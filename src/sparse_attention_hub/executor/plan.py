@@ -22,16 +22,11 @@ from sparse_attention_hub.benchmark.registry import create_benchmark_instance, g
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.confine import path_problems
 from sparse_attention_hub.executor.problems import bullet
-from sparse_attention_hub.executor.results import (
-    JOB_FILES,
-    RUN_FILES,
-    changed_inputs,
-    inspect_job,
-)
+from sparse_attention_hub.executor.results import changed_inputs, inspect_job
 from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec
+from sparse_attention_hub.result_files import JOB_FILES, LOCK_FILE, RUN_FILES
 
 MAX_PATH_PART = 120
-LOCK_FILE = ".lock"  # held while a job runs (scheduler.py)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 

@@ -17,9 +17,7 @@ from rich.table import Table
 
 from sparse_attention_hub.executor.worker import now_iso
 from sparse_attention_hub.files import write_json_atomic
-
-EVENTS = "events.jsonl"
-STATUS = "status.json"
+from sparse_attention_hub.result_files import EVENTS, STATUS
 
 
 class RunRecorder:

@@ -21,32 +21,22 @@ from typing import TYPE_CHECKING, Any
 from sparse_attention_hub.benchmark.results_io import write_json_atomic, write_text_atomic
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.failures import Failure
+from sparse_attention_hub.result_files import (
+    CONFIG,
+    ERROR,
+    FAILURE,
+    MANIFEST,
+    METRICS,
+    PREDICTIONS,
+    RESULTS_CSV,
+    SUMMARY,
+    job_files,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MANIFEST = "manifest.json"
-FAILURE = "failure.json"
-ERROR = "error.txt"
-CONFIG = "config.json"
-METRICS = "metrics.json"
-PREDICTIONS = "predictions.jsonl"
-RESULTS_CSV = "results.csv"
-SUMMARY = "execution_summary.json"
-# Everything a job run leaves in its dir (removed before re-running a stale job).
-JOB_FILES = (
-    MANIFEST,
-    FAILURE,
-    ERROR,
-    CONFIG,
-    METRICS,
-    PREDICTIONS,
-    "raw_results.csv",
-    "attention_stats.jsonl",
-)
 RESULT_COLUMNS = ("model", "sparse_config", "benchmark", "subset", "task", "metric", "value")
-# Files of the result root itself (checked for links out of it like the job files).
-RUN_FILES = (RESULTS_CSV, SUMMARY, "status.json", "events.jsonl")
 
 
 def read_json(path: Path) -> Any:
@@ -158,8 +148,9 @@ def write_failure(job_dir: Path, fingerprint: str, attempts: list[Failure]) -> N
 
 
 def reset_job_dir(job_dir: Path) -> None:
-    for name in JOB_FILES:
-        (job_dir / name).unlink(missing_ok=True)
+    """Remove every file a run of this job wrote (`--rerun-stale`: the job starts afresh)."""
+    for path in job_files(job_dir):
+        path.unlink(missing_ok=True)
 
 
 @dataclass

@@ -40,15 +40,15 @@ from sparse_attention_hub.executor.failures import (
     failure_from_timeout,
     retryable,
 )
-from sparse_attention_hub.executor.plan import LOCK_FILE, Job
+from sparse_attention_hub.executor.plan import Job
 from sparse_attention_hub.executor.progress import RunRecorder
 from sparse_attention_hub.executor.results import (
-    JOB_FILES,
     JobRecord,
     job_state,
     reset_job_dir,
     write_failure,
 )
+from sparse_attention_hub.result_files import JOB_FILES, LOCK_FILE
 
 logger = logging.getLogger(__name__)
 

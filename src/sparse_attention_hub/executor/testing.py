@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparse_attention_hub.adapters.base import AnswerCallback, Request, RequestResponse
 from sparse_attention_hub.adapters.scripted import ScriptedAdapter
+from sparse_attention_hub.result_files import EVENTS, PREDICTIONS
 
 if TYPE_CHECKING:
     from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
@@ -138,7 +139,7 @@ def _full_disk(job_dir: Path) -> AnswerCallback:
     """A save callback that raises OSError(ENOSPC), as writing to a full disk would."""
 
     def save(index: int, answer: str, info: Mapping[str, Any]) -> None:
-        path = job_dir / "predictions.jsonl"
+        path = job_dir / PREDICTIONS
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     return save
@@ -205,7 +206,7 @@ def experiment(
 
 
 def read_events(result_dir: Path) -> list[dict[str, Any]]:
-    path = result_dir / "events.jsonl"
+    path = result_dir / EVENTS
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 

@@ -16,9 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from sparse_attention_hub.executor.results import PREDICTIONS
 from sparse_attention_hub.report.tree import JobCell, count_lines
-from sparse_attention_hub.sparse_attention.stats import STATS_FILENAME
+from sparse_attention_hub.result_files import ATTENTION_STATS, PREDICTIONS
 
 TIMING_FIELDS = (
     "context_prefill_s",
@@ -51,7 +50,7 @@ def layer_frame(cells: list[JobCell]) -> pd.DataFrame:
 
 
 def _layer_records(cell: JobCell, job_dir: Path) -> list[tuple[int, float, float | None]]:
-    path = job_dir / STATS_FILENAME
+    path = job_dir / ATTENTION_STATS
     records: list[tuple[int, float, float | None]] = []
     if path.exists():
         with open(path, encoding="utf-8") as handle:

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sparse_attention_hub.executor.results import SUMMARY
 from sparse_attention_hub.report.document import Block, Cell, Heading, Table
 from sparse_attention_hub.report.tree import JobCell
+from sparse_attention_hub.result_files import SUMMARY
 
 NOT_RECORDED = "not recorded"
 

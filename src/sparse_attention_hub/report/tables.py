@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.result_files import RESULTS_CSV
 
 KEYS = ["model", "sparse_config", "benchmark", "subset"]
 
@@ -73,7 +74,7 @@ def _read(results: pd.DataFrame | str | Path) -> pd.DataFrame:
 
         path = Path(results)
         if path.is_dir():
-            path = path / "results.csv"
+            path = path / RESULTS_CSV
         frame = read_results_csv(path)  # a foreign or malformed file is one ConfigError line
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
     frame["task"] = frame["task"].fillna("").astype(str)

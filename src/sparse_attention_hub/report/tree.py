@@ -17,17 +17,16 @@ from typing import Any
 
 import pandas as pd
 
-from sparse_attention_hub.executor.progress import STATUS
-from sparse_attention_hub.executor.results import (
+from sparse_attention_hub.executor.results import RESULT_COLUMNS, flatten_metrics
+from sparse_attention_hub.result_files import (
     CONFIG,
     FAILURE,
     JOB_FILES,
     MANIFEST,
     METRICS,
     PREDICTIONS,
-    RESULT_COLUMNS,
+    STATUS,
     SUMMARY,
-    flatten_metrics,
 )
 
 REPORT_DIR = "report"

@@ -32,10 +32,10 @@ from typing import Any
 import torch
 
 from sparse_attention_hub.files import write_text_atomic
+from sparse_attention_hub.result_files import ATTENTION_STATS as STATS_FILENAME
 
 logger = logging.getLogger(__name__)
 
-STATS_FILENAME = "attention_stats.jsonl"
 PHASES = ("question_prefill", "decode")
 TOTALS_KEY = "question_totals"
 Number = int | float | torch.Tensor

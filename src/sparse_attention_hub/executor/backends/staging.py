@@ -16,8 +16,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparse_attention_hub.executor.results import MANIFEST
 from sparse_attention_hub.files import write_bytes_atomic
+from sparse_attention_hub.result_files import MANIFEST
 
 APPEND, REPLACE, DELETE = "append", "replace", "delete"
 Op = tuple[str, str, bytes]  # (file name, APPEND | REPLACE | DELETE, bytes)
