@@ -1,4 +1,4 @@
-"""File helpers shared by every layer: atomic writes and content hashes.
+"""File helpers shared by every layer: atomic writes and the cache folder.
 
 An atomic write fills a temp file in the target's folder, optionally fsyncs it (`durable`),
 makes it world-readable (result trees are shared) and renames it over the target, so readers
@@ -7,7 +7,6 @@ never see half a file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -45,15 +44,6 @@ def write_json_atomic(path: Path, payload: Any, *, durable: bool = True) -> None
     """`payload` as indented, key-sorted JSON (non-JSON values via `str`), atomically."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
     write_text_atomic(path, text, durable=durable)
-
-
-def sha256_of_file(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks (never the whole file in memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 CACHE_ENV = "SAH_CACHE_DIR"

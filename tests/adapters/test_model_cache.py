@@ -1,9 +1,8 @@
-"""GGUF cache: content hash remembered by (path, size, mtime), one builder, atomic entries."""
+"""GGUF cache: one builder, atomic entries (the content hash: tests/test_hashing.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from pathlib import Path
@@ -12,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-from sparse_attention_hub.adapters import model_cache, sources
-from sparse_attention_hub.adapters.model_cache import cache_root, ensure_cached_dir, file_sha256
+from sparse_attention_hub.adapters import sources
+from sparse_attention_hub.adapters.model_cache import cache_root, ensure_cached_dir
 from sparse_attention_hub.adapters.sources import unique_tensors, write_model_dir
 
 
@@ -22,27 +21,6 @@ def test_cache_root_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert cache_root() == tmp_path / "models"
     monkeypatch.delenv("SAH_CACHE_DIR")
     assert cache_root() == Path.home() / ".cache" / "sparse_attention_hub" / "models"
-
-
-def test_hash_is_remembered_until_the_file_changes(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    calls: list[Path] = []
-    real = model_cache.sha256_of_file
-
-    def counting(path: Path) -> str:
-        calls.append(path)
-        return real(path)
-
-    monkeypatch.setattr(model_cache, "sha256_of_file", counting)
-    data = tmp_path / "weights.gguf"
-    data.write_bytes(os.urandom(3 * (1 << 20) + 17))  # several chunks plus a partial one
-    root = tmp_path / "cache"
-    digest = file_sha256(data, root)
-    assert digest == hashlib.sha256(data.read_bytes()).hexdigest()
-    assert file_sha256(data, root) == digest and len(calls) == 1
-    data.write_bytes(b"changed")
-    assert file_sha256(data, root) == hashlib.sha256(b"changed").hexdigest() and len(calls) == 2
 
 
 def test_entry_is_built_once(tmp_path: Path) -> None:

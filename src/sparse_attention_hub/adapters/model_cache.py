@@ -1,15 +1,14 @@
-"""On-disk cache of de-quantised GGUF models: content hashing, locking, atomic publication.
+"""On-disk cache of de-quantised GGUF models: locking, atomic publication.
 
 A GGUF file is de-quantised once (slow: every tensor is unpacked) and the dense weights are kept
-as an ordinary Hugging Face directory keyed by the file's SHA-256, so later loads are a plain
+as an ordinary Hugging Face directory keyed by the file's SHA-256 (`hashing.file_sha256`, which
+remembers the digest of a large file while it is unchanged), so later loads are a plain
 `from_pretrained(dir)`. Workers on one machine may race to build the same entry: a file lock
 serialises them and the entry appears only by an atomic rename, so a reader never sees half of it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from sparse_attention_hub.files import cache_dir, sha256_of_file, write_text_atomic
+from sparse_attention_hub.files import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -27,40 +26,6 @@ logger = logging.getLogger(__name__)
 def cache_root() -> Path:
     """`$SAH_CACHE_DIR/models`, else `~/.cache/sparse_attention_hub/models`."""
     return cache_dir("models")
-
-
-def file_sha256(path: str | Path, root: Path | None = None) -> str:
-    """SHA-256 of `path`, remembered under `root` by (real path, size, mtime).
-
-    Hashing a 100 MB model takes a noticeable fraction of a second; workers load the same file over
-    and over, so the digest is stored in a small JSON record and reused while the file is unchanged.
-    """
-    real = Path(path).resolve()
-    stat = real.stat()
-    index = (
-        (root or cache_root())
-        / "hashes"
-        / f"{hashlib.sha256(str(real).encode()).hexdigest()[:32]}.json"
-    )
-    try:
-        record = json.loads(index.read_text())
-        if (
-            record["path"] == str(real)
-            and record["size"] == stat.st_size
-            and record["mtime_ns"] == stat.st_mtime_ns
-        ):
-            return str(record["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # no record yet, or an unreadable one: hash again
-    digest = sha256_of_file(real)
-    record = {
-        "path": str(real),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "sha256": digest,
-    }
-    write_text_atomic(index, json.dumps(record))
-    return digest
 
 
 def ensure_cached_dir(key: str, build: Callable[[Path], None], root: Path | None = None) -> Path:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sparse_attention_hub.adapters.model_cache import ensure_cached_dir, file_sha256
+from sparse_attention_hub.adapters.model_cache import ensure_cached_dir
 from sparse_attention_hub.errors import ConfigError, ModelLoadError, UnknownNameError
+from sparse_attention_hub.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ by a regex instead of NLTK. Compare methods against dense attention on the same 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from sparse_attention_hub.benchmark.synthetic.sizing import tokenizer_fingerprin
 from sparse_attention_hub.benchmark.synthetic.tasks import TASKS
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.files import cache_dir
+from sparse_attention_hub.hashing import json_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class RulerSynthetic(Benchmark):
             "generator_version": GENERATOR_VERSION,
             "resources": CHECKSUMS,
         }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
+        digest = json_sha256(key, compact=False)  # the spelling existing caches were keyed with
         return self.cache_dir / f"{task}-{length}-{digest[:20]}.json"
 
     def rows_for(self, task: str, length: int) -> list[dict[str, Any]]:

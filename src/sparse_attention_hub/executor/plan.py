@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import json
 import os
 import re
 from collections import Counter
@@ -24,6 +23,7 @@ from sparse_attention_hub.executor.confine import path_problems
 from sparse_attention_hub.executor.problems import bullet
 from sparse_attention_hub.executor.results import changed_inputs, inspect_job
 from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec
+from sparse_attention_hub.hashing import canonical_json, json_sha256
 from sparse_attention_hub.result_files import JOB_FILES, LOCK_FILE, RUN_FILES
 
 MAX_PATH_PART = 120
@@ -70,14 +70,9 @@ class Job:
         return canonical_json({"model": self.model, "adapter": self.adapter.to_dict()})
 
 
-def canonical_json(payload: Any) -> str:
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
-    )
-
-
 def fingerprint_of(payload: Any) -> str:
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+    """A job's fingerprint: the first 16 hex digits of its inputs' canonical-JSON SHA-256."""
+    return json_sha256(payload)[:16]
 
 
 def sanitize(name: str) -> str:

@@ -14,16 +14,12 @@ references.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sparse_attention_hub.errors import ConfigError
-from sparse_attention_hub.files import sha256_of_file
+from sparse_attention_hub.hashing import file_sha256, json_sha256
 from sparse_attention_hub.sparse_attention.budget import NonNegativeInt
 from sparse_attention_hub.sparse_attention.maskers import MASKERS, MaskerConfig
 
@@ -88,7 +84,7 @@ class ResearchAttentionConfig(SparseAttentionConfig):
         files = [path for masker in self.masker_configs for path in masker.referenced_files()]
         if files:
             payload["files"] = {path: file_sha256(path) for path in files}
-        return _sha256_json(payload)
+        return json_sha256(payload)
 
     def default_name(self) -> str:
         """Short readable name such as `sink4_local64_topk0.1` (not unique: see fingerprint)."""
@@ -100,21 +96,9 @@ class ResearchAttentionConfig(SparseAttentionConfig):
         return "_".join(parts)
 
 
-def file_sha256(path: str) -> str:
-    """SHA-256 of a file's bytes; a missing file is a ConfigError naming it."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"referenced file {path!r} does not exist")
-    return sha256_of_file(path)
-
-
-def _sha256_json(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def config_fingerprint(config: ResearchAttentionConfig | None) -> str:
     """Fingerprint of a config, or of dense attention for `None`."""
-    return _sha256_json({"config": None}) if config is None else config.fingerprint()
+    return json_sha256({"config": None}) if config is None else config.fingerprint()
 
 
 def config_name(config: ResearchAttentionConfig | None) -> str:

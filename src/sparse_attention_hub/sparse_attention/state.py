@@ -20,13 +20,13 @@ must be recomputed. Entries without `crop` (hash matrices, weights) do not depen
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+from sparse_attention_hub.hashing import json_sha256
 
 
 @runtime_checkable
@@ -122,7 +122,7 @@ class SparseState:
         """
         key = [int(seed), self.sample_id, self.question_index, int(layer_idx)]
         key.append(self.call_index(layer_idx))
-        digest = hashlib.sha256(json.dumps(key).encode()).digest()
+        digest = bytes.fromhex(json_sha256(key, compact=False))  # the spelling seeds were made with
         generator = torch.Generator(device="cpu")
         generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
         return generator

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.hashing import json_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +29,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> dict[str, str]:
     name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
     get_vocab = getattr(tokenizer, "get_vocab", None)
     vocab = get_vocab() if callable(get_vocab) else {}
-    canonical = json.dumps(sorted(vocab.items()), ensure_ascii=False)
-    return {"name": name, "vocab_sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest()}
+    # the spelling existing fingerprints were made with: default spacing, non-ASCII kept
+    vocab_sha256 = json_sha256(sorted(vocab.items()), compact=False, ascii_only=False)
+    return {"name": name, "vocab_sha256": vocab_sha256}
 
 
 def largest_fitting(
