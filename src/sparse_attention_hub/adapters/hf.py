@@ -44,6 +44,7 @@ from sparse_attention_hub.adapters.generation import (
     eos_token_ids,
 )
 from sparse_attention_hub.adapters.prompting import encode_request
+from sparse_attention_hub.adapters.request_kwargs import check_request_kwargs
 from sparse_attention_hub.adapters.sources import load_model, load_tokenizer, resolve_model_source
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.sparse_attention import (
@@ -55,8 +56,6 @@ from sparse_attention_hub.sparse_attention import (
 )
 
 logger = logging.getLogger(__name__)
-
-REQUEST_KWARGS = ("max_context_length", "max_requests")  # max_requests is the benchmark's
 
 
 class ModelAdapterHF(ModelAdapter):
@@ -142,7 +141,7 @@ class ModelAdapterHF(ModelAdapter):
         if self.model is None:
             raise RuntimeError(f"adapter for {self.model_name!r} was closed")
         options = GenerationOptions.from_kwargs(generation_kwargs)
-        max_context_length = parse_request_kwargs(request_kwargs)
+        max_context_length = check_request_kwargs(request_kwargs)["max_context_length"]
         questions, question_ids = request.question_list(), request.ids()
         encoded = encode_request(
             self._tokenizer, request.context, questions, request.answer_prefix, max_context_length
@@ -199,7 +198,7 @@ class ModelAdapterHF(ModelAdapter):
             request.context,
             [],
             request.answer_prefix,
-            parse_request_kwargs(request_kwargs),
+            check_request_kwargs(request_kwargs)["max_context_length"],
         )
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -381,18 +380,3 @@ def parse_device(device: str | torch.device) -> torch.device:
     elif parsed.type != "cpu":
         raise ConfigError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
     return parsed
-
-
-def parse_request_kwargs(request_kwargs: Mapping[str, Any]) -> int | None:
-    """`max_context_length` (int >= 1 or None); unknown keys are a ValueError."""
-    unknown = sorted(set(request_kwargs) - set(REQUEST_KWARGS))
-    if unknown:
-        raise ValueError(
-            f"unsupported request kwargs {unknown}; supported: {', '.join(REQUEST_KWARGS)}"
-        )
-    value = request_kwargs.get("max_context_length")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"max_context_length must be an int >= 1 or None, got {value!r}")
-    return int(value)

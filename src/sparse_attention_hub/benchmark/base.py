@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from sparse_attention_hub.adapters.base import ModelAdapter, Request
+from sparse_attention_hub.adapters.request_kwargs import check_request_kwargs
 from sparse_attention_hub.benchmark.bundle import JobTarget, Plan, run_jobs, timing_totals
 from sparse_attention_hub.benchmark.grouping import RequestGroup, group_requests, limit_groups
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
@@ -41,8 +42,6 @@ from sparse_attention_hub.result_files import (
 )
 
 logger = logging.getLogger(__name__)
-
-REQUEST_KWARGS = ("max_requests", "max_context_length")
 
 
 class Benchmark(ABC):
@@ -177,11 +176,7 @@ class Benchmark(ABC):
 
     def prepare_requests(self, adapter: ModelAdapter, request_kwargs: Mapping[str, Any]) -> Plan:
         """The samples, their keys and the requests to run, shared by every job of a bundle."""
-        unknown = sorted(set(request_kwargs) - set(REQUEST_KWARGS))
-        if unknown:
-            raise ConfigError(
-                f"unknown request_kwargs {unknown}; allowed: {', '.join(REQUEST_KWARGS)}"
-            )
+        max_requests = check_request_kwargs(request_kwargs)["max_requests"]
         self.bind_adapter(adapter)
         samples = self.load_samples()
         keys = pd.Series(
@@ -196,7 +191,7 @@ class Benchmark(ABC):
                 f"{self.benchmark_name}: sample ids must be unique within a subset, but "
                 f"{repeated.nunique()} repeat (e.g. {sample_id!r} in subset {subset!r})"
             )
-        groups = limit_groups(group_requests(samples), request_kwargs.get("max_requests"))
+        groups = limit_groups(group_requests(samples), max_requests)
         selected = samples.loc[[i for g in groups for i in g.row_indices]]
         return Plan(samples, keys, groups, selected)
 

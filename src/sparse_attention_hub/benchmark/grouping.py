@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from sparse_attention_hub.errors import ConfigError
+from sparse_attention_hub.adapters.request_kwargs import check_request_kwargs
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,7 @@ def limit_groups(groups: list[RequestGroup], max_requests: int | None) -> list[R
     """
     if max_requests is None:
         return groups
-    if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
-        raise ConfigError(f"max_requests must be a positive int or None, got {max_requests!r}")
+    check_request_kwargs({"max_requests": max_requests})
     taken: dict[str, int] = {}
     kept = []
     for group in groups:

@@ -25,7 +25,10 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from sparse_attention_hub.benchmark.base import REQUEST_KWARGS
+from sparse_attention_hub.adapters.request_kwargs import (
+    check_request_kwargs,
+    request_kwarg_problems,
+)
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.problems import KeyProblems, bullet, key_path
 
@@ -201,17 +204,11 @@ class ExperimentSpec(BaseModel):
     @field_validator("request_kwargs")
     @classmethod
     def _request_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
-        problems = [
-            (str(key), f"unknown key; allowed: {', '.join(REQUEST_KWARGS)}")
-            for key in kwargs
-            if key not in REQUEST_KWARGS
-        ]
-        for key, value in kwargs.items():
-            if key in REQUEST_KWARGS and value is not None and not _positive_int(value):
-                problems.append((key, f"must be an int >= 1 or null, got {value!r}"))
+        problems = request_kwarg_problems(kwargs)
         if problems:
             raise KeyProblems(problems)
-        return kwargs
+        checked = check_request_kwargs(kwargs)
+        return {key: checked[key] for key in kwargs}
 
     @field_validator("generation_kwargs")
     @classmethod
@@ -235,10 +232,6 @@ class ExperimentSpec(BaseModel):
         if problems:
             raise KeyProblems(problems)
         return plain_json(kwargs)
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def plain_json(kwargs: dict[str, Any]) -> dict[str, Any]:
