@@ -265,6 +265,8 @@ def resolve_sparse_configs(value: Any) -> list[SparseEntry]:
         raise ValueError(
             f"must be a list of (name, config) pairs or a mapping {{name: config}}, got {value!r}"
         )
+    from sparse_attention_hub.sparse_attention import config_from_dict
+
     problems: list[tuple[str, str]] = []
     entries: list[SparseEntry] = []
     for index, (name, raw) in enumerate(pairs):
@@ -272,7 +274,7 @@ def resolve_sparse_configs(value: Any) -> list[SparseEntry]:
             problems.append((f"[{index}]", f"a name must be a non-empty string, got {name!r}"))
             continue
         try:
-            entries.append((name, _to_config(raw)))
+            entries.append((name, config_from_dict(raw)))
         except ValidationError as exc:
             for error in exc.errors():
                 sub = key_path((name, *error["loc"]))
@@ -314,24 +316,6 @@ def _pair(item: Any) -> tuple[Any, Any]:
         return item, item
     raise ValueError(
         f"sparse config entry must be (name, config) or {{name, config}}, got {item!r}"
-    )
-
-
-def _to_config(raw: Any) -> Any:
-    """None stays dense; a str is a preset; a dict is parsed; a config object passes through."""
-    if raw is None:
-        return None
-    from sparse_attention_hub import sparse_attention
-
-    if isinstance(raw, str):
-        return sparse_attention.get_preset(raw)
-    if isinstance(raw, Mapping):
-        return sparse_attention.config_from_dict(dict(raw))
-    if isinstance(raw, sparse_attention.ResearchAttentionConfig):
-        return raw
-    raise TypeError(
-        "expected a preset name, null (dense), a dict {masker_configs: [...]} or a "
-        f"ResearchAttentionConfig, got {type(raw).__name__}"
     )
 
 

@@ -103,8 +103,11 @@ def list_presets() -> list[str]:
     return PRESETS.names()
 
 
-def config_from_dict(data: Mapping[str, Any] | str | None) -> ResearchAttentionConfig | None:
-    """Build a config from plain data: `None` / `"dense"` -> None, other str -> preset by name."""
+def config_from_dict(
+    data: Mapping[str, Any] | str | ResearchAttentionConfig | None,
+) -> ResearchAttentionConfig | None:
+    """What a user wrote -> a config: `None` / `"dense"` -> None (dense), another str -> that
+    preset, a dict -> parsed (`{masker_configs: [...]}`), a config -> itself."""
     if data is None:
         return None
     if isinstance(data, str):
@@ -113,7 +116,8 @@ def config_from_dict(data: Mapping[str, Any] | str | None) -> ResearchAttentionC
         return data
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"a sparse attention config must be a mapping, a preset name or null, got {data!r}"
+            "expected a preset name, null (dense), a dict {masker_configs: [...]} or a "
+            f"ResearchAttentionConfig, got {type(data).__name__}"
         )
     return ResearchAttentionConfig.model_validate(dict(data))
 
