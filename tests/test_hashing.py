@@ -31,9 +31,6 @@ from sparse_attention_hub.sparse_attention.state import SparseState
 
 
 def test_config_fingerprints_are_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert config_fingerprint(None) == (
-        "ed4b2c7aaf7cf967a78d06d9cb24cb386e97bc2d54ca6dd3c1a2dd747fde57df"
-    )
     pinned = {
         "streaming": "4202c04922c230e5986cf6e333dce4d6d7bc633137ece43dd96a9523a2d71d23",
         "quest": "d7291f811470a3dd96f272f4fc5b863b32b0310a9f23b64316c029cb93d6575d",

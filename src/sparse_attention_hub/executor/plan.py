@@ -25,6 +25,7 @@ from sparse_attention_hub.executor.results import changed_inputs, inspect_job
 from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec
 from sparse_attention_hub.hashing import canonical_json, json_sha256
 from sparse_attention_hub.result_files import JOB_FILES, LOCK_FILE, RUN_FILES
+from sparse_attention_hub.sparse_attention.config import config_fingerprint
 
 MAX_PATH_PART = 120
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
@@ -83,10 +84,6 @@ def sanitize(name: str) -> str:
     if not text:
         raise ConfigError(f"name {name!r} has no characters usable in a path")
     return text
-
-
-def sparse_fingerprint(config: Any) -> str:
-    return "dense" if config is None else str(config.fingerprint())
 
 
 def package_version() -> str:
@@ -157,7 +154,7 @@ def plan(
                     inputs = {
                         "model": model,
                         "adapter": spec.adapter.to_dict(),
-                        "sparse_config": sparse_fingerprint(config),
+                        "sparse_config": config_fingerprint(config),
                         "benchmark": bench.name,
                         "subset": subset,
                         "benchmark_options": options,
