@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.backends import create_backend, slot_layout
 from sparse_attention_hub.executor.plan import Job, JobState, plan, plan_warnings
+from sparse_attention_hub.executor.problems import format_validation_error
 from sparse_attention_hub.executor.progress import RunRecorder
 from sparse_attention_hub.executor.results import (
     ExecutionResults,
@@ -40,7 +41,6 @@ from sparse_attention_hub.executor.spec import (
     BenchmarkConfig,
     ExecutionConfig,
     ExperimentSpec,
-    format_validation_error,
     spec_from_dict,
 )
 
@@ -84,7 +84,9 @@ class BenchmarkExecutor:
                 share_prefill=share_prefill,
             )
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, "BenchmarkExecutor")) from None
+            raise ConfigError(
+                format_validation_error(exc, ExecutionConfig, "BenchmarkExecutor")
+            ) from None
         self.base_result_dir = Path(base_result_dir)
         self.rerun_failed = rerun_failed
         self.rerun_stale = rerun_stale

@@ -2,17 +2,17 @@
 
 `ExperimentSpec` is the one description both `BenchmarkExecutor.run_benchmark_matrix` and
 `sah run experiment.yaml` build; everything is validated here (shape and values) and in
-`plan.validate` (names against the registries, devices, the result dir) before any work starts.
-In YAML a sparse config is a preset name, `null` (dense) or a dict `{masker_configs: [...]}`.
+`plan.plan` (names against the registries, devices, the result dir) before any work starts.
+In YAML a sparse config is a preset name, `null` (dense) or a dict `{masker_configs: [...]}`
+(`sparse_entries.py`); problems are reported as `problems.py` says.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,25 +30,14 @@ from sparse_attention_hub.adapters.request_kwargs import (
     request_kwarg_problems,
 )
 from sparse_attention_hub.errors import ConfigError
-from sparse_attention_hub.executor.problems import KeyProblems, bullet, key_path
+from sparse_attention_hub.executor.problems import (
+    KeyProblems,
+    config_errors,
+    format_validation_error,
+)
+from sparse_attention_hub.executor.sparse_entries import SparseEntry, resolve_sparse_configs
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
-_C = TypeVar("_C")
-
-
-def config_errors(cls: type[_C]) -> type[_C]:
-    """Constructing `cls` in Python raises ConfigError, not pydantic's ValidationError."""
-    init = cls.__init__
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            init(self, *args, **kwargs)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, cls.__name__)) from None
-
-    cls.__init__ = __init__  # type: ignore[method-assign]
-    return cls
 
 
 @config_errors
@@ -67,9 +56,7 @@ class BenchmarkConfig:
     @field_validator("subsets", mode="before")
     @classmethod
     def _subsets(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError(f"must be a list of subset names such as [{value!r}], got a string")
-        return value
+        return _not_a_string(value, "subset names")
 
     @field_validator("data_path")
     @classmethod
@@ -162,9 +149,6 @@ class ExecutionConfig(BaseModel):
         return self
 
 
-SparseEntry = tuple[str, Any]
-
-
 class ExperimentSpec(BaseModel):
     """The matrix models x sparse configs x benchmarks (x subsets) and where results go."""
 
@@ -182,9 +166,7 @@ class ExperimentSpec(BaseModel):
     @field_validator("models", mode="before")
     @classmethod
     def _model_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError(f"must be a list of model names such as [{value!r}], got a string")
-        return value
+        return _not_a_string(value, "model names")
 
     @field_validator("models")
     @classmethod
@@ -234,6 +216,13 @@ class ExperimentSpec(BaseModel):
         return plain_json(kwargs)
 
 
+def _not_a_string(value: Any, items: str) -> Any:
+    """A string where a list belongs gets its own message (pydantic would say "not a list")."""
+    if isinstance(value, str):
+        raise ValueError(f"must be a list of {items} such as [{value!r}], got a string")
+    return value
+
+
 def plain_json(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The kwargs unchanged if they are plain JSON values, else a ValueError naming the problem."""
     try:
@@ -252,133 +241,11 @@ def _dtype_name(value: Any) -> Any:
     return value
 
 
-def resolve_sparse_configs(value: Any) -> list[SparseEntry]:
-    """`[(name, config|None)]`, `{name: preset|None|dict}` or `[{name, config}]` -> entries.
-
-    Every bad entry is reported in one error; names must be unique.
-    """
-    if isinstance(value, Mapping):
-        pairs = list(value.items())
-    elif isinstance(value, (list, tuple)):
-        pairs = [_pair(item) for item in value]
-    else:
-        raise ValueError(
-            f"must be a list of (name, config) pairs or a mapping {{name: config}}, got {value!r}"
-        )
-    from sparse_attention_hub.sparse_attention import config_from_dict
-
-    problems: list[tuple[str, str]] = []
-    entries: list[SparseEntry] = []
-    for index, (name, raw) in enumerate(pairs):
-        if not isinstance(name, str) or not name.strip():
-            problems.append((f"[{index}]", f"a name must be a non-empty string, got {name!r}"))
-            continue
-        try:
-            entries.append((name, config_from_dict(raw)))
-        except ValidationError as exc:
-            for error in exc.errors():
-                sub = key_path((name, *error["loc"]))
-                message = error["msg"].removeprefix("Value error, ")
-                if error["type"] == "extra_forbidden":
-                    fields = _sparse_fields(error["loc"][:-1])
-                    message = f"unknown key; allowed: {', '.join(fields)}"
-                problems.append((sub, message))
-        except (ConfigError, ValueError, TypeError) as exc:
-            problems.append((name, str(exc)))
-    names = [name for name, _ in entries]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        problems.append(("", f"duplicate sparse config names {duplicates}"))
-    if problems:
-        raise KeyProblems(problems)
-    return entries
-
-
-def _sparse_fields(loc: tuple[Any, ...]) -> list[str]:
-    """Fields of the config at `loc` inside a ResearchAttentionConfig (a masker, by its type)."""
-    from sparse_attention_hub.sparse_attention import ResearchAttentionConfig
-    from sparse_attention_hub.sparse_attention.maskers import MASKERS
-
-    if not loc or loc[0] != "masker_configs" or len(loc) < 3:
-        return list(ResearchAttentionConfig.model_fields)
-    try:
-        return list(MASKERS.get(str(loc[2])).model_fields)
-    except ConfigError:
-        return []
-
-
-def _pair(item: Any) -> tuple[Any, Any]:
-    if isinstance(item, Mapping) and set(item) <= {"name", "config"} and "name" in item:
-        return item["name"], item.get("config")
-    if isinstance(item, (list, tuple)) and len(item) == 2:
-        return item[0], item[1]
-    if isinstance(item, str):  # a bare preset name names itself
-        return item, item
-    raise ValueError(
-        f"sparse config entry must be (name, config) or {{name, config}}, got {item!r}"
-    )
-
-
 def spec_from_dict(data: Mapping[str, Any]) -> ExperimentSpec:
     """Validate a plain dict; every problem is listed in one ConfigError."""
     try:
         return ExperimentSpec.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
-
-
-def format_validation_error(exc: ValidationError, what: str = "the experiment spec") -> str:
-    """One line per problem, `key.path[0].sub: message (allowed ...)`, at most MAX_MESSAGES."""
-    problems: list[str] = []
-    for error in exc.errors():
-        loc = error["loc"]
-        fields = list(allowed_keys((), what))
-        if (
-            loc
-            and isinstance(loc[0], int)
-            and what != "the experiment spec"
-            and loc[0] < len(fields)
-        ):
-            loc = (fields[loc[0]], *loc[1:])  # a positional argument of a config class
-        where = key_path(loc)
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, KeyProblems):
-            problems += [
-                f"{where}{'.' if key[:1] not in ('', '[') else ''}{key}: {message}"
-                for key, message in cause.problems
-            ]
-            continue
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            allowed = allowed_keys(loc[:-1], what)
-            message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        elif error["type"] not in ("missing", "value_error"):
-            given = error.get("input")
-            message += f", got {given!r}" if _short(given) else f", got a {type(given).__name__}"
-        problems.append(f"{where or '(top level)'}: {message}")
-    return bullet(problems, f"in {what}")
-
-
-def allowed_keys(loc: tuple[Any, ...], what: str) -> list[str]:
-    """The keys a mapping at `loc` may have (for "unknown key" messages)."""
-    top: dict[str, Any] = {
-        "ExperimentSpec": ExperimentSpec,
-        "BenchmarkConfig": BenchmarkConfig,
-        "AdapterConfig": AdapterConfig,
-        "ExecutionConfig": ExecutionConfig,
-        "BenchmarkExecutor": ExecutionConfig,
-    }
-    model: Any = top.get(what, ExperimentSpec)
-    nested = {"benchmarks": BenchmarkConfig, "adapter": AdapterConfig, "execution": ExecutionConfig}
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        model = nested.get(str(part)) if model is ExperimentSpec else None
-        if model is None:
-            return []
-    fields = getattr(model, "model_fields", None) or getattr(model, "__pydantic_fields__", {})
-    return list(fields)
-
-
-def _short(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 80
+        raise ConfigError(
+            format_validation_error(exc, ExperimentSpec, "the experiment spec")
+        ) from None
