@@ -113,8 +113,39 @@ def plan(
         from sparse_attention_hub.executor.backends import backend_problems
 
         problems += backend_problems(backend)
-    instances: dict[tuple[int, str], dict[str, Any]] = {}
-    subsets_of: dict[int, list[str]] = {}
+    cells, benchmark_problems = benchmark_cells(spec)
+    problems += benchmark_problems
+    problems += _check_sanitized("models", spec.models)
+    problems += _check_sanitized("sparse_configs", [name for name, _ in spec.sparse_configs])
+    if problems:
+        raise ConfigError(bullet(problems))
+
+    version = package_version()
+    jobs = [
+        _job(spec, base, model, sparse, cell, version)
+        for model in spec.models
+        for sparse in spec.sparse_configs
+        for cell in cells
+    ]
+    duplicates = sorted(job_id for job_id, n in Counter(j.job_id for j in jobs).items() if n > 1)
+    if duplicates:
+        raise ConfigError(f"jobs share a result dir (benchmark/subset names collide): {duplicates}")
+    problems = tree_problems(base, jobs)
+    if problems:
+        raise ConfigError(bullet(problems))
+    return jobs
+
+
+Cell = tuple[int, str, dict[str, Any]]  # benchmark index, subset, options that change its rows
+
+
+def benchmark_cells(spec: ExperimentSpec) -> tuple[list[Cell], list[str]]:
+    """(every benchmark subset to run, in spec order; the problems found on the way).
+
+    Each benchmark's name, subsets, data path and options are checked by building it per subset.
+    """
+    cells: list[Cell] = []
+    problems: list[str] = []
     for index, bench in enumerate(spec.benchmarks):
         where = f"benchmarks[{index}]"
         problems += _data_path_problems(f"{where}.data_path", bench.data_path)
@@ -130,75 +161,63 @@ def plan(
                 f"allowed: {', '.join(cls.all_datasets)}"
             )
             continue
-        subsets_of[index] = list(bench.subsets or cls.all_datasets)
         try:
-            for subset in subsets_of[index]:
+            for subset in bench.subsets or cls.all_datasets:
                 instance = create_benchmark_instance(
                     bench.name, [subset], bench.data_path, **bench.options
                 )
-                instances[(index, subset)] = instance.options()
+                cells.append((index, subset, instance.options()))
         except (ConfigError, TypeError, ValueError) as exc:
             problems.append(f"{where}.options: {bench.name!r}: {exc}")
-    problems += _check_sanitized("models", spec.models)
-    problems += _check_sanitized("sparse_configs", [name for name, _ in spec.sparse_configs])
-    if problems:
-        raise ConfigError(bullet(problems))
+    return cells, problems
 
-    jobs = []
-    version = package_version()
-    for model in spec.models:
-        for sparse_name, config in spec.sparse_configs:
-            for index, bench in enumerate(spec.benchmarks):
-                for subset in subsets_of[index]:
-                    options = instances[(index, subset)]
-                    inputs = {
-                        "model": model,
-                        "adapter": spec.adapter.to_dict(),
-                        "sparse_config": config_fingerprint(config),
-                        "benchmark": bench.name,
-                        "subset": subset,
-                        "benchmark_options": options,
-                        "generation_kwargs": spec.generation_kwargs,
-                        "request_kwargs": spec.request_kwargs,
-                        "version": version,
-                    }
-                    job_id = "/".join(
-                        (
-                            sanitize(model),
-                            sanitize(sparse_name),
-                            f"{sanitize(bench.name)}_{sanitize(subset)}",
-                        )
-                    )
-                    job_dir = base / job_id
-                    fingerprint = fingerprint_of(inputs)
-                    state, problem = inspect_job(job_dir, fingerprint)
-                    jobs.append(
-                        Job(
-                            job_id=job_id,
-                            model=model,
-                            sparse_name=sparse_name,
-                            sparse_config=config,
-                            benchmark=bench.name,
-                            subset=subset,
-                            data_path=bench.data_path,
-                            options=dict(bench.options),
-                            adapter=spec.adapter,
-                            generation_kwargs=dict(spec.generation_kwargs),
-                            request_kwargs=dict(spec.request_kwargs),
-                            fingerprint=fingerprint,
-                            result_dir=job_dir,
-                            state=JobState(state),
-                            problem=problem,
-                            inputs=inputs,
-                        )
-                    )
-    duplicates = sorted(job_id for job_id, n in Counter(j.job_id for j in jobs).items() if n > 1)
-    if duplicates:
-        raise ConfigError(f"jobs share a result dir (benchmark/subset names collide): {duplicates}")
-    problems = tree_problems(base, jobs)
-    if problems:
-        raise ConfigError(bullet(problems))
-    return jobs
+
+def _job(
+    spec: ExperimentSpec,
+    base: Path,
+    model: str,
+    sparse: tuple[str, Any],
+    cell: Cell,
+    version: str,
+) -> Job:
+    """One job: its result dir, the inputs its fingerprint hashes, its state on disk."""
+    sparse_name, config = sparse
+    index, subset, options = cell
+    bench = spec.benchmarks[index]
+    inputs = {
+        "model": model,
+        "adapter": spec.adapter.to_dict(),
+        "sparse_config": config_fingerprint(config),
+        "benchmark": bench.name,
+        "subset": subset,
+        "benchmark_options": options,
+        "generation_kwargs": spec.generation_kwargs,
+        "request_kwargs": spec.request_kwargs,
+        "version": version,
+    }
+    job_id = "/".join(
+        (sanitize(model), sanitize(sparse_name), f"{sanitize(bench.name)}_{sanitize(subset)}")
+    )
+    fingerprint = fingerprint_of(inputs)
+    state, problem = inspect_job(base / job_id, fingerprint)
+    return Job(
+        job_id=job_id,
+        model=model,
+        sparse_name=sparse_name,
+        sparse_config=config,
+        benchmark=bench.name,
+        subset=subset,
+        data_path=bench.data_path,
+        options=dict(bench.options),
+        adapter=spec.adapter,
+        generation_kwargs=dict(spec.generation_kwargs),
+        request_kwargs=dict(spec.request_kwargs),
+        fingerprint=fingerprint,
+        result_dir=base / job_id,
+        state=JobState(state),
+        problem=problem,
+        inputs=inputs,
+    )
 
 
 def tree_problems(base: Path, jobs: list[Job]) -> list[str]:
