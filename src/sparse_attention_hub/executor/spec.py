@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -40,6 +41,17 @@ from sparse_attention_hub.executor.sparse_entries import SparseEntry, resolve_sp
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
+def _list_of(items: str) -> BeforeValidator:
+    """A list field: one string in its place gets its own message (pydantic: "not a list")."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f"must be a list of {items} such as [{value!r}], got a string")
+        return value
+
+    return BeforeValidator(check)
+
+
 @config_errors
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class BenchmarkConfig:
@@ -49,14 +61,9 @@ class BenchmarkConfig:
     """
 
     name: str
-    subsets: list[str] | None = None
+    subsets: Annotated[list[str] | None, _list_of("subset names")] = None
     data_path: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("subsets", mode="before")
-    @classmethod
-    def _subsets(cls, value: Any) -> Any:
-        return _not_a_string(value, "subset names")
 
     @field_validator("data_path")
     @classmethod
@@ -154,7 +161,7 @@ class ExperimentSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    models: list[str] = Field(min_length=1)
+    models: Annotated[list[str], _list_of("model names")] = Field(min_length=1)
     sparse_configs: list[SparseEntry] = Field(default_factory=lambda: [("dense", None)])
     benchmarks: list[BenchmarkConfig] = Field(min_length=1)
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
@@ -162,11 +169,6 @@ class ExperimentSpec(BaseModel):
     request_kwargs: dict[str, Any] = Field(default_factory=dict)
     result_dir: str = Field(default="results", min_length=1)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _model_list(cls, value: Any) -> Any:
-        return _not_a_string(value, "model names")
 
     @field_validator("models")
     @classmethod
@@ -214,13 +216,6 @@ class ExperimentSpec(BaseModel):
         if problems:
             raise KeyProblems(problems)
         return plain_json(kwargs)
-
-
-def _not_a_string(value: Any, items: str) -> Any:
-    """A string where a list belongs gets its own message (pydantic would say "not a list")."""
-    if isinstance(value, str):
-        raise ValueError(f"must be a list of {items} such as [{value!r}], got a string")
-    return value
 
 
 def plain_json(kwargs: dict[str, Any]) -> dict[str, Any]:

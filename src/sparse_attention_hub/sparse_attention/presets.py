@@ -28,23 +28,14 @@ import yaml
 
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.registry import Registry
+from sparse_attention_hub.sparse_attention import maskers
 from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig
-from sparse_attention_hub.sparse_attention.maskers import (
-    AdaptiveSamplingConfig,
-    LocalMaskerConfig,
-    MagicPigConfig,
-    OracleTopKConfig,
-    OracleTopPConfig,
-    QuestTopKConfig,
-    RandomSamplingConfig,
-    SinkMaskerConfig,
-)
 
 PresetFactory = Callable[[], ResearchAttentionConfig | None]
 PRESETS: Registry[PresetFactory] = Registry("sparse attention preset")
 
-_SINK = SinkMaskerConfig(sink_size=4)
-_LOCAL = LocalMaskerConfig(window_size=64)
+_SINK = maskers.SinkMaskerConfig(sink_size=4)
+_LOCAL = maskers.LocalMaskerConfig(window_size=64)
 
 
 @PRESETS.register("dense")
@@ -54,42 +45,44 @@ def _dense() -> ResearchAttentionConfig | None:
 
 @PRESETS.register("streaming")
 def _streaming() -> ResearchAttentionConfig | None:
-    return ResearchAttentionConfig([_SINK, LocalMaskerConfig(window_size=0.1)])
+    return ResearchAttentionConfig([_SINK, maskers.LocalMaskerConfig(window_size=0.1)])
 
 
 @PRESETS.register("oracle_topk")
 def _oracle_topk() -> ResearchAttentionConfig | None:
-    return ResearchAttentionConfig([_SINK, _LOCAL, OracleTopKConfig(heavy_size=0.1)])
+    return ResearchAttentionConfig([_SINK, _LOCAL, maskers.OracleTopKConfig(heavy_size=0.1)])
 
 
 @PRESETS.register("oracle_topp")
 def _oracle_topp() -> ResearchAttentionConfig | None:
-    return ResearchAttentionConfig([_SINK, _LOCAL, OracleTopPConfig(top_p=0.9)])
+    return ResearchAttentionConfig([_SINK, _LOCAL, maskers.OracleTopPConfig(top_p=0.9)])
 
 
 @PRESETS.register("quest")
 def _quest() -> ResearchAttentionConfig | None:
     return ResearchAttentionConfig(
-        [QuestTopKConfig(heavy_size=0.1, page_size=16)], dense_layers=[0, 1]
+        [maskers.QuestTopKConfig(heavy_size=0.1, page_size=16)], dense_layers=[0, 1]
     )
 
 
 @PRESETS.register("random_sampling")
 def _random_sampling() -> ResearchAttentionConfig | None:
-    return ResearchAttentionConfig([_SINK, _LOCAL, RandomSamplingConfig(sampling_rate=0.1)])
+    return ResearchAttentionConfig([_SINK, _LOCAL, maskers.RandomSamplingConfig(sampling_rate=0.1)])
 
 
 @PRESETS.register("vattention")
 def _vattention() -> ResearchAttentionConfig | None:
-    sampling = AdaptiveSamplingConfig(
+    sampling = maskers.AdaptiveSamplingConfig(
         base_rate_sampling=0.05, epsilon=0.05, delta=0.05, init_offset=4, local_offset=64
     )
-    return ResearchAttentionConfig([_SINK, _LOCAL, OracleTopKConfig(heavy_size=0.05), sampling])
+    return ResearchAttentionConfig(
+        [_SINK, _LOCAL, maskers.OracleTopKConfig(heavy_size=0.05), sampling]
+    )
 
 
 @PRESETS.register("magicpig")
 def _magicpig() -> ResearchAttentionConfig | None:
-    lsh = MagicPigConfig(lsh_l=150, lsh_k=10)
+    lsh = maskers.MagicPigConfig(lsh_l=150, lsh_k=10)
     return ResearchAttentionConfig([_SINK, _LOCAL, lsh], dense_layers=[0])
 
 
