@@ -12,6 +12,7 @@ from sparse_attention_hub.adapters.attention_backend import (
     ATTENTION_NAME,
     AttentionRun,
     attention_mode,
+    causal_or_sdpa_mask,
     register_attention,
     sah_attention_forward,
 )
@@ -27,11 +28,11 @@ def tiny_model(tiny_llama_dir: Path) -> Any:
 
 def test_function_and_mask_are_registered_under_one_name() -> None:
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
     register_attention()
     assert AttentionInterface._global_mapping[ATTENTION_NAME] is sah_attention_forward
-    assert ALL_MASK_ATTENTION_FUNCTIONS._global_mapping[ATTENTION_NAME] is sdpa_mask
+    assert ALL_MASK_ATTENTION_FUNCTIONS._global_mapping[ATTENTION_NAME] is causal_or_sdpa_mask
 
 
 def test_mode_restores_the_native_implementation_after_errors(tiny_model: Any) -> None:
@@ -90,14 +91,11 @@ def test_dense_function_on_a_cached_context_matches_one_pass(tiny_model: Any) ->
     torch.testing.assert_close(rest, reference[:, 30:], rtol=1e-5, atol=1e-5)
 
 
-def test_masks_our_function_receives_over_a_cached_context(
-    tiny_model: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Question prefill gets sdpa's boolean causal mask found under our name; decode gets None.
-
-    Without the mask function registered under `ATTENTION_NAME`, transformers hands the prefill
-    no mask at all and the question would attend to its own future tokens.
-    """
+def masks_seen(
+    model: Any, monkeypatch: pytest.MonkeyPatch, padding: torch.Tensor | None = None
+) -> list[tuple[int, int, torch.Tensor | None]]:
+    """(Q, N, mask) of every call of our function: a 10-token question prefilled over a cached
+    30-token context, then one decode step; `padding` is the 2D attention mask of all 41 tokens."""
     from transformers import DynamicCache
 
     from sparse_attention_hub.adapters import attention_backend
@@ -113,25 +111,60 @@ def test_masks_our_function_receives_over_a_cached_context(
 
     monkeypatch.setattr(attention_backend, "dense_attention", spy)
     ids = torch.randint(
-        0, tiny_model.config.vocab_size, (1, 41), generator=torch.Generator().manual_seed(2)
+        0, model.config.vocab_size, (1, 41), generator=torch.Generator().manual_seed(2)
     )
-    layers = tiny_model.config.num_hidden_layers
+    extra: dict[str, Any] = {}
     with torch.no_grad():
         cache = DynamicCache()
-        tiny_model(ids[:, :30], past_key_values=cache, use_cache=True)
+        if padding is not None:
+            extra = {"attention_mask": padding[:, :30]}
+        model(ids[:, :30], past_key_values=cache, use_cache=True, **extra)
         assert seen == []  # the context prefill stays on the native implementation
-        with attention_mode(tiny_model, AttentionRun()):
-            tiny_model(
-                ids[:, 30:40], past_key_values=cache, position_ids=torch.arange(30, 40)[None]
+        with attention_mode(model, AttentionRun()):
+            if padding is not None:
+                extra = {"attention_mask": padding[:, :40]}
+            model(
+                ids[:, 30:40],
+                past_key_values=cache,
+                position_ids=torch.arange(30, 40)[None],
+                **extra,
             )
-            tiny_model(ids[:, 40:], past_key_values=cache, position_ids=torch.tensor([[40]]))
+            if padding is not None:
+                extra = {"attention_mask": padding}
+            model(ids[:, 40:], past_key_values=cache, position_ids=torch.tensor([[40]]), **extra)
+    monkeypatch.undo()
+    return seen
+
+
+def test_a_question_over_a_cached_context_gets_no_mask(
+    tiny_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain causal masks arrive as None (row i at N - Q + i), for the prefill as for decode, so
+    the sparse gathered path can run (docs/methods.md §5.1); outputs stay those of sdpa's mask
+    (test_dense_function_on_a_cached_context_matches_one_pass). Without a mask function
+    registered under `ATTENTION_NAME`, transformers would hand no mask to any call, padding or
+    not."""
+    seen = masks_seen(tiny_model, monkeypatch)
+    layers = tiny_model.config.num_hidden_layers
     assert len(seen) == 2 * layers
+    assert all((q, k, m) == (10, 40, None) for q, k, m in seen[:layers])
+    assert all((q, k, m) == (1, 41, None) for q, k, m in seen[layers:])
+
+
+def test_a_padded_question_gets_sdpa_boolean_mask(
+    tiny_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    padding = torch.ones(1, 41, dtype=torch.long)
+    padding[0, :3] = 0  # three left-padding tokens
+    seen = masks_seen(tiny_model, monkeypatch, padding)
+    layers = tiny_model.config.num_hidden_layers
     for q_len, k_len, mask in seen[:layers]:
         assert (q_len, k_len) == (10, 40)
         assert mask is not None and mask.dtype == torch.bool and mask.shape == (1, 1, 10, 40)
         expected = torch.arange(40)[None, :] <= torch.arange(30, 40)[:, None]  # row i at 30 + i
+        expected[:, :3] = False
         assert torch.equal(mask[0, 0], expected)
-    assert all((q, k, m) == (1, 41, None) for q, k, m in seen[layers:])
+    assert all(m is not None for _, _, m in seen[layers:])
 
 
 def test_a_model_that_cannot_switch_is_refused(

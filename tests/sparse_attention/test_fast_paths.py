@@ -25,6 +25,7 @@ from sparse_attention_hub.sparse_attention import forward as forward_module
 from sparse_attention_hub.sparse_attention.attention import allowed_entries
 from sparse_attention_hub.sparse_attention.mask import union
 from sparse_attention_hub.sparse_attention.maskers.base import add_selected
+from sparse_attention_hub.sparse_attention.maskers.hashattention import agreement, pack_signs
 from sparse_attention_hub.sparse_attention.maskers.oracle_topp import top_p_select
 
 from .helpers import Shape, qkv
@@ -180,3 +181,15 @@ def test_the_path_is_picked_by_cost(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gathered_calls(monkeypatch, 4, topk) == 0
     assert gathered_calls(monkeypatch, 4, streaming) == 1
     assert gathered_calls(monkeypatch, 16, streaming) == 0  # 3 * 16 * 63 > 4 * 512
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), bits=st.integers(1, 70), n_keys=st.integers(1, 20))
+def test_packed_signatures_agree_like_the_sign_vectors(seed: int, bits: int, n_keys: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    queries = torch.randn(1, 2, 3, bits, generator=generator)
+    keys = torch.randn(1, 2, n_keys, bits, generator=generator)
+    keys[..., 0] = 0.0  # sign(0) = +1
+    signs_q, signs_k = (torch.where(x >= 0, 1.0, -1.0) for x in (queries, keys))
+    expected = signs_q @ signs_k.transpose(-1, -2)
+    assert torch.equal(agreement(pack_signs(queries), pack_signs(keys), bits), expected)

@@ -1,8 +1,9 @@
 """Our attention function as a transformers attention backend, switchable without reloading.
 
 `register_attention()` (called when an adapter is built, never at import) registers one function
-under `ATTENTION_NAME` in `AttentionInterface`, and sdpa's mask builder under the same name in
-`AttentionMaskInterface` — without the latter transformers hands the function no mask at all.
+under `ATTENTION_NAME` in `AttentionInterface`, and a mask builder under the same name in
+`AttentionMaskInterface` — without the latter transformers hands the function no mask at all. The
+builder is sdpa's, except that a plain causal mask becomes None (see `causal_or_sdpa_mask`).
 `attention_mode(model, run)` switches a model to it for a block and restores the previous
 implementation in `finally`. The function finds what to compute (config, state, statistics) in a
 context variable set by `attention_mode`, so several adapters in one process never mix up.
@@ -47,10 +48,56 @@ _ACTIVE: ContextVar[AttentionRun | None] = ContextVar("sah_attention_run", defau
 def register_attention() -> None:
     """Register the function and its mask builder under `ATTENTION_NAME` (idempotent)."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(ATTENTION_NAME, sah_attention_forward)
-    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    AttentionMaskInterface.register(ATTENTION_NAME, causal_or_sdpa_mask)
+
+
+def causal_or_sdpa_mask(
+    batch_size: int,
+    q_length: int,
+    kv_length: int,
+    q_offset: Any = 0,
+    kv_offset: int = 0,
+    mask_function: Any = None,
+    attention_mask: torch.Tensor | None = None,
+    local_size: int | None = None,
+    allow_is_causal_skip: bool = True,
+    **kwargs: Any,
+) -> torch.Tensor | None:
+    """sdpa's mask builder, but None for a plain causal mask over the whole cache.
+
+    Our attention reads None as "query row i sees keys up to N - Q + i": exactly the mask of a
+    question prefilled after a cached context, which sdpa materialises (it skips the mask only
+    for Q = 1 or Q = N). With None, sparse attention knows no row can be empty and may take the
+    gathered path (docs/methods.md §5.1). Built once per forward pass, not per layer.
+    """
+    from transformers.masking_utils import causal_mask_function, sdpa_mask
+
+    mask_function = causal_mask_function if mask_function is None else mask_function
+    plain = (
+        allow_is_causal_skip
+        and mask_function is causal_mask_function
+        and local_size is None
+        and kv_offset == 0
+        and isinstance(q_offset, int)
+        and q_offset + q_length == kv_length
+    )
+    if plain and (attention_mask is None or bool(attention_mask.all())):
+        return None
+    return sdpa_mask(
+        batch_size,
+        q_length,
+        kv_length,
+        q_offset,
+        kv_offset,
+        mask_function,
+        attention_mask,
+        local_size,
+        allow_is_causal_skip=allow_is_causal_skip,
+        **kwargs,
+    )
 
 
 @contextmanager

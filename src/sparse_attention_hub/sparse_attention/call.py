@@ -1,7 +1,7 @@
 """What the query chunks of one attention call share: memory budget, float K/V, random draws.
 
 `sparse_attention_forward` cuts a call's queries into chunks so its extra memory stays within a
-budget (docs/methods.md §5); every chunk gets its own `MaskInputs` but the same `CallScope`, so
+budget (docs/methods.md §5.1); every chunk gets its own `MaskInputs` but the same `CallScope`, so
 key-side work (float32 K/V, per-call caches) is done once per call and random draws do not depend
 on the chunking: draw d of a call is one stream of B*H*Q*N uniform float64 numbers, query-major
 (all of query row 0, then row 1, ...), draw 1 following draw 0 in the generator's sequence. A chunk

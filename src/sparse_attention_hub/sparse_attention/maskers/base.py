@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sparse_attention_hub.registry import Registry
 from sparse_attention_hub.sparse_attention.attention import allowed_entries, attention_logits
-from sparse_attention_hub.sparse_attention.call import CallScope
+from sparse_attention_hub.sparse_attention.call import CHUNK_SHARE, CallScope
 from sparse_attention_hub.sparse_attention.state import SparseState
 
 
@@ -150,8 +150,11 @@ class MaskInputs:
         return kv_tensor.repeat_interleave(groups, dim=1) if groups > 1 else kv_tensor
 
     def key_block(self, bytes_per_key: int) -> int:
-        """Keys per block for key-side work costing `bytes_per_key` (all batches and heads)."""
-        return max(1, self.scope.memory_bytes // max(1, bytes_per_key))
+        """Keys per block for key-side work costing `bytes_per_key` (all batches and heads): it
+        runs beside a query chunk's working set, so it gets the share of the budget that the
+        chunks leave (docs/methods.md §5.1)."""
+        share = int(self.scope.memory_bytes * (1 - CHUNK_SHARE))
+        return max(1, share // max(1, bytes_per_key))
 
     def uniform(self, draw: int = 0) -> torch.Tensor:
         """This chunk's rows of the call's random draw `draw`, float64 `(batch, heads, q, k)`."""

@@ -63,9 +63,29 @@ def apply_mlp(x: torch.Tensor, mlp: Mlp, activation: str) -> torch.Tensor:
     return x
 
 
-def signature(x: torch.Tensor) -> torch.Tensor:
-    """Signs in {-1, +1} as float32 (sign(0) = +1)."""
-    return torch.where(x >= 0, 1.0, -1.0)
+def pack_signs(x: torch.Tensor) -> torch.Tensor:
+    """The signature of `x` `(..., bits)`: sign bits (1 where x >= 0, so sign(0) = +1) packed 8
+    per byte, `(..., ceil(bits / 8))` uint8, the last byte padded with 0 bits."""
+    bits = x.shape[-1]
+    signs = (x >= 0).to(torch.uint8)
+    if bits % 8:
+        signs = torch.nn.functional.pad(signs, (0, -bits % 8))
+    weights = torch.tensor([1 << b for b in range(8)], dtype=torch.uint8, device=x.device)
+    return (signs.unflatten(-1, (-1, 8)) * weights).sum(-1, dtype=torch.uint8)
+
+
+def agreement(query_codes: torch.Tensor, key_codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """bits - 2 * Hamming distance of packed signatures, float32 `(batch, heads, q, n)`.
+
+    query_codes `(batch, heads, q, bytes)`, key_codes `(batch, heads, n, bytes)`. Equal to the dot
+    product of the +-1 signatures, read from 1 bit per sign instead of 4 bytes.
+    """
+    x = query_codes[..., :, None, :] ^ key_codes[..., None, :, :]  # (B, H, q, n, bytes)
+    x = x.sub_((x >> 1).bitwise_and_(0x55))  # popcount of every byte (SWAR)
+    x = (x >> 2).bitwise_and_(0x33).add_(x.bitwise_and_(0x33))
+    x = x.add_(x >> 4).bitwise_and_(0x0F)
+    distance = x.sum(dim=-1, dtype=torch.int32)
+    return distance.mul_(-2).add_(bits).float()
 
 
 @MASKERS.register("hashattention")
@@ -96,20 +116,18 @@ class HashAttentionTopKConfig(MaskerConfig):
 
         def key_signatures(start: int, stop: int) -> torch.Tensor:
             keys = inputs.per_query_head(inputs.keys[:, :, start:stop])
-            return signature(apply_mlp(keys, key_mlp, self.hat_mlp_activation))
+            return pack_signs(apply_mlp(keys, key_mlp, self.hat_mlp_activation))
 
+        # the state keeps packed signatures (bits / 8 bytes per key and head, 1/32 of float
+        # signs), so even a first call over a long context stays within the memory budget
         batch = inputs.queries.shape[0]
         width = dim + self.hat_mlp_hidden_size * self.hat_mlp_layers + self.hat_bits
         block = inputs.key_block(batch * heads * width * 4 * 2)
-        keys_sig = inputs.state.prefix(
+        key_codes = inputs.state.prefix(
             inputs.layer_idx, self.cache_name(), inputs.n_keys, key_signatures, block_rows=block
         )
-        query_sig = signature(apply_mlp(inputs.queries, query_mlp, self.hat_mlp_activation))
-        # K q^T: a transposed `keys_sig` would make matmul copy all N signatures every call
-        # (sums of +-1 are exact, so the orientation does not change a score)
-        scores = torch.matmul(keys_sig, query_sig.transpose(-1, -2)).transpose(-1, -2)
-        if scores.shape[-2] > 1:
-            scores = scores.contiguous()
+        query_codes = pack_signs(apply_mlp(inputs.queries, query_mlp, self.hat_mlp_activation))
+        scores = agreement(query_codes, key_codes, self.hat_bits)
         eligible = candidates(inputs.allowed, previous)
         return add_selected(previous, topk_select(scores, eligible, k))
 
