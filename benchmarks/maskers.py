@@ -7,7 +7,8 @@ Per masker and key count N: ms per call for a decode step (Q = 1) and a question
 and the peak extra memory of one call (tensors created during the call, inputs excluded, counted
 by a dispatch mode, so the figure is the same on any device). Shapes of SmolLM2-135M by default
 (B=1, H=9, H_kv=3, D=64). The state is warmed first, so each timed call is a steady-state call:
-caches cropped to N - Q keys and extended by Q. Median of `--repeats` calls, one layer.
+caches cropped to N - Q keys and extended by Q. Median of `--repeats` calls, one layer; sdpa and
+the maskers take turns call by call, and the ratio is the median of the per-round ratios.
 Last, the peak extra memory of one call with Q = 256, N = 128k, H = 32, H_kv = 8 against the
 memory budget (`--long-keys 0` skips it; it takes minutes on a CPU).
 
@@ -80,18 +81,28 @@ class PeakMemory(TorchDispatchMode):
         return out
 
 
-def median_ms(call: Callable[[], object], repeats: int, device: torch.device) -> float:
-    call()  # warm-up: allocations, caches
-    times = []
+def timed_ms(call: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def interleaved_ms(
+    calls: dict[str, Callable[[], object]], repeats: int, device: torch.device
+) -> dict[str, list[float]]:
+    """ms of every call per round, the calls taking turns round by round (after one warm-up
+    each), so a busy machine slows them alike and per-round ratios stay comparable."""
+    for call in calls.values():
+        call()  # warm-up: allocations, caches
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        call()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        for name, call in calls.items():
+            times[name].append(timed_ms(call, device))
+    return times
 
 
 def file_configs(
@@ -211,13 +222,21 @@ def main() -> None:
     for q_len, n_keys in cases:
         shape = (args.heads, args.kv_heads, q_len, n_keys, args.head_dim)
         q, k, v = inputs(shape, device, dtype)
-        base = median_ms(sdpa_call(q, k, v), args.repeats, device)
-        rows["sdpa"].append(f"{base:>9.2f} ms        {peak_mib(sdpa_call(q, k, v)):>6.0f} M")
+        calls = {"sdpa": sdpa_call(q, k, v)}
         for name in names:
-            call = sparse_call(configs[name], args.layer, q, k, v, memory_mib=args.memory_mib)
-            ms = median_ms(call, args.repeats, device)
-            memory = peak_mib(call)
-            rows[name].append(f"{ms:>9.2f} ms ({ms / base:>5.2f}x) {memory:>6.0f} M")
+            calls[name] = sparse_call(
+                configs[name], args.layer, q, k, v, memory_mib=args.memory_mib
+            )
+        times = interleaved_ms(calls, args.repeats, device)
+        base = statistics.median(times["sdpa"])
+        rows["sdpa"].append(f"{base:>9.2f} ms        {peak_mib(calls['sdpa']):>6.0f} M")
+        for name in names:
+            ms = statistics.median(times[name])
+            ratio = statistics.median(
+                a / b for a, b in zip(times[name], times["sdpa"], strict=True)
+            )
+            memory = peak_mib(calls[name])
+            rows[name].append(f"{ms:>9.2f} ms ({ratio:>5.2f}x) {memory:>6.0f} M")
     for name, cells in rows.items():
         print(f"{name:<16}" + "".join(f"{cell:>26}" for cell in cells))
     if args.long_keys:
