@@ -64,6 +64,49 @@ def test_sample_select_draws_exact_counts_of_eligible(seed: int, cols: int) -> N
     assert torch.equal(sample_select(eligible, counts, noise, int(counts.max())), chosen)
 
 
+def sorted_sample(
+    eligible: torch.Tensor, counts: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """The definition: sort every row's keys, take the `counts` smallest eligible ones."""
+    order = noise.masked_fill(~eligible, 2.0).argsort(dim=-1)
+    take = torch.arange(eligible.shape[-1]) < counts.unsqueeze(-1)
+    return torch.zeros_like(eligible).scatter_(-1, order, take) & eligible
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    cols=st.sampled_from([1, 2, 3, 7, 64, 100, 1000, 4097]),
+    density=st.floats(0.0, 1.0),
+)
+def test_sample_select_takes_the_smallest_keys(seed: int, cols: int, density: float) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    eligible = torch.rand(3, 2, cols, generator=generator) < density
+    available = eligible.sum(-1)
+    counts = (
+        available.double() * torch.rand(3, 2, generator=generator, dtype=torch.float64)
+    ).long()
+    counts[0, 0] = available[0, 0]  # every eligible entry
+    noise = torch.rand(eligible.shape, generator=generator, dtype=torch.float64)
+    expected = sorted_sample(eligible, counts, noise)
+    assert torch.equal(sample_select(eligible, counts, noise), expected)
+    bound = int(counts.max())
+    assert torch.equal(sample_select(eligible, counts, noise, bound), expected)
+
+
+def test_sample_select_keeps_exact_counts_for_crowded_keys() -> None:
+    """Keys far from uniform (all in one bucket) still give exactly `counts` entries."""
+    generator = torch.Generator().manual_seed(4)
+    eligible = torch.rand(2, 200, generator=generator) > 0.2
+    noise = torch.rand(2, 200, generator=generator, dtype=torch.float64) * 1e-4  # one bucket
+    counts = torch.tensor([37, 150])
+    chosen = sample_select(eligible, counts, noise)
+    assert torch.equal(chosen.sum(-1), counts)
+    assert not (chosen & ~eligible).any()
+    smallest = sorted_sample(eligible, counts.clamp(max=16), noise)  # the ranked part is exact
+    assert (chosen >= smallest).all()
+
+
 def test_sample_select_is_uniform() -> None:
     eligible = torch.tensor([[True, False, True, True, True]])
     hits = torch.zeros(5)

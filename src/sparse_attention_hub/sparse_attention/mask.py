@@ -45,15 +45,49 @@ def sample_select(
     """`counts[row]` distinct eligible entries per row, uniformly without replacement, bool.
 
     `counts` has the row shape (`eligible.shape[:-1]`) and must not exceed the eligible count;
-    `noise` holds i.i.d. uniform keys of `eligible`'s shape (float64): the eligible entries with
-    the smallest keys form a uniform random subset of the requested size. `limit` is a bound on
-    `counts` known without reading it (None: the row length), so nothing is read back to the host.
+    `noise` holds i.i.d. uniform keys in [0, 1) of `eligible`'s shape (float64): the eligible
+    entries with the `counts` smallest keys form a uniform random subset of the requested size.
+    `limit` is a bound on `counts` known without reading it (None: the row length); it only
+    makes the work smaller, never changes the result.
+
+    No row is sorted (docs/methods.md §4): a histogram of the keys over at least N equal buckets
+    finds the bucket holding each row's `counts`-th smallest key; every entry in a lower bucket is
+    taken and the bucket itself (about one entry for uniform keys) is ranked by a small top-k.
+    Same entries as sorting all keys; nothing is read back to the host.
     """
     n_keys = eligible.shape[-1]
     limit = n_keys if limit is None else min(limit, n_keys)
-    if limit <= 0:
+    if limit <= 0 or n_keys == 0:
         return torch.zeros_like(eligible)
-    noise = noise.masked_fill(~eligible, 2.0)
-    order = noise.topk(limit, dim=-1, largest=False, sorted=True).indices
-    take = torch.arange(limit, device=order.device) < counts.unsqueeze(-1)
-    return torch.zeros_like(eligible).scatter_(-1, order, take) & eligible
+    buckets = 1 << max(n_keys - 1, 1).bit_length()  # a power of two >= N: exact bucket indices
+    # keys in [0, 1) -> [0, buckets] (float32 rounding may reach 1.0: one more bucket);
+    # rounding is monotone, so a lower bucket still holds only smaller keys, all that counts
+    bucket = noise.to(torch.float32).mul_(buckets).long()
+    histogram = torch.zeros(
+        (*eligible.shape[:-1], buckets + 1), dtype=torch.int32, device=eligible.device
+    )
+    histogram.scatter_add_(-1, bucket, eligible.to(torch.int32))  # eligible entries only
+    cumulative = histogram.cumsum(dim=-1, dtype=torch.int32)
+    del histogram
+    wanted = counts.clamp(0, limit).to(torch.int32).unsqueeze(-1)
+    boundary = (cumulative < wanted).sum(dim=-1, keepdim=True)  # bucket of the counts-th key
+    before = cumulative.gather(-1, (boundary - 1).clamp_min(0)) * (boundary > 0)
+    del cumulative
+    need = wanted - before  # keys to take from the boundary bucket, (..., 1)
+    members = (bucket == boundary) & eligible
+    chosen = (bucket < boundary) & eligible
+    del bucket
+    ranked = min(_BUCKET_TOP, n_keys)
+    order = noise.masked_fill(~members, 2.0).topk(ranked, dim=-1, largest=False).indices
+    take = torch.arange(ranked, device=order.device) < need
+    chosen |= torch.zeros_like(chosen).scatter_(-1, order, take)
+    # more than `ranked` wanted members in the boundary bucket (uniform keys: never): the rest
+    # by lowest index, so the count stays exact whatever the keys
+    rest = members & ~chosen
+    missing = (need - ranked).clamp_min(0)
+    return chosen | (rest & (rest.cumsum(dim=-1) <= missing))
+
+
+_BUCKET_TOP = 16
+"""Entries of the boundary bucket ranked exactly: about one is expected there (N keys over at
+least N buckets), more than 16 has probability below 1e-13 for uniform keys."""
