@@ -19,7 +19,6 @@ from sparse_attention_hub.sparse_attention.budget import PositiveInt
 from sparse_attention_hub.sparse_attention.mask import candidates, union
 from sparse_attention_hub.sparse_attention.maskers.base import MASKERS, MaskerConfig, MaskInputs
 
-_MAX_CHUNK = 1 << 24  # elements per collision-comparison chunk
 _MIN_PROBABILITY = 1e-4
 _KEY_DERIVED = ("magicpig_norms_", "magicpig_mnorm_", "magicpig_codes_")  # depend on mu
 
@@ -35,35 +34,182 @@ class ContextMean:
         return self if length >= self.length else None
 
 
+@dataclass(frozen=True)
+class KeyBits:
+    """SimHash bits of keys [0, length), bit-sliced: `buffer` `(batch, kv_heads, width,
+    capacity)` uint8 holds key j's sign column c at byte j // 8, bit j % 8 of row c, so one int64
+    word covers 64 keys and a table's collisions with a query are a few word operations
+    (docs/methods.md §6.10). MagicPIG stores the columns bit-major (`bit_major`).
+
+    `capacity` is a multiple of 8 bytes with room to spare (a decode step writes one byte);
+    bytes past `length` keys belong to no live entry and are never read as keys.
+    """
+
+    buffer: torch.Tensor
+    length: int
+
+    def crop(self, length: int) -> KeyBits | None:
+        if length >= self.length:
+            return self
+        return KeyBits(self.buffer, length) if length > 0 else None
+
+    def words(self) -> torch.Tensor:
+        """The bits of the live keys as int64 words, `(batch, kv_heads, width, words)`."""
+        used = -(-self.length // 64) * 8
+        return self.buffer[..., :used].view(torch.int64)
+
+    def extend(self, signs: torch.Tensor) -> KeyBits:
+        """These keys followed by `signs` `(batch, kv_heads, new, width)` bool; reuses
+        the buffer while it has room."""
+        start, total = self.length, self.length + signs.shape[-2]
+        first, stop = start // 8, -(-total // 8)
+        buffer = self.buffer
+        if stop > buffer.shape[-1]:
+            buffer = buffer.new_zeros((*buffer.shape[:-1], _capacity(stop)))
+            kept_bytes = min(first + 1, self.buffer.shape[-1])
+            buffer[..., :kept_bytes] = self.buffer[..., :kept_bytes]
+        shifted = torch.zeros(
+            (*signs.shape[:2], signs.shape[-1], (stop - first) * 8),
+            dtype=torch.uint8,
+            device=signs.device,
+        )
+        shifted[..., start - first * 8 : total - first * 8] = signs.transpose(-1, -2)
+        powers = 2 ** torch.arange(8, dtype=torch.uint8, device=signs.device)
+        packed = (shifted.view(*shifted.shape[:-1], -1, 8) * powers).sum(-1, dtype=torch.uint8)
+        kept = (1 << (start % 8)) - 1  # bits of the keys before `start` in the first byte
+        packed[..., 0] |= buffer[..., first] & kept
+        buffer[..., first:stop] = packed
+        return KeyBits(buffer, total)
+
+    @classmethod
+    def empty(cls, like: torch.Tensor, width: int, keys: int = 0) -> KeyBits:
+        """No keys yet, with room for `keys` (so filling them never copies the buffer)."""
+        batch, kv_heads = like.shape[:2]
+        capacity = _capacity(-(-keys // 8))
+        buffer = torch.zeros(
+            batch, kv_heads, width, capacity, dtype=torch.uint8, device=like.device
+        )
+        return cls(buffer, 0)
+
+
+def _capacity(used_bytes: int) -> int:
+    """Buffer bytes for `used_bytes`: 1/8 spare (decode steps append in place), whole words."""
+    return -(-(used_bytes + used_bytes // 8 + 64) // 8) * 8
+
+
 def collision_probability(
     cosine: torch.Tensor, bits: int, tables: int, matches: int
 ) -> torch.Tensor:
-    """P(>= `matches` of `tables` tables collide) for SimHash with `bits` bits per table (float64)."""
-    theta = torch.arccos(cosine.double().clamp(-1.0, 1.0))
-    per_table = (1.0 - theta / math.pi) ** bits
-    miss_all = torch.exp(tables * torch.log1p(-per_table.clamp(max=1.0 - 1e-16)))
-    miss_all = torch.where(per_table >= 1.0, 0.0, miss_all)
+    """P(>= `matches` of `tables` tables collide) for SimHash with `bits` bits per table (float64).
+
+    In-place steps (the float64 temporaries are the largest per-entry memory of this masker).
+    """
+    per_table = cosine.double().clamp_(-1.0, 1.0).arccos_().div_(math.pi).neg_().add_(1.0)
+    per_table.pow_(bits)  # (1 - theta / pi) ** bits
+    certain = per_table >= 1.0
+
+    def log_miss() -> torch.Tensor:  # log(1 - P), P kept below 1
+        return per_table.clamp(max=1.0 - 1e-16).neg_().log1p_()
+
+    miss_all = log_miss().mul_(tables).exp_().masked_fill_(certain, 0.0)
     if matches == 1:
-        return 1.0 - miss_all
-    one = (
-        tables
-        * per_table
-        * torch.exp((tables - 1) * torch.log1p(-per_table.clamp(max=1.0 - 1e-16)))
+        return miss_all.neg_().add_(1.0)
+    rest_miss = log_miss().mul_(tables - 1).exp_()  # (1 - P) ** (L - 1)
+    one = per_table.mul_(tables).mul_(rest_miss).masked_fill_(certain, 0.0)  # L P (1 - P)^(L-1)
+    del rest_miss
+    return miss_all.neg_().add_(1.0).sub_(one).clamp_min_(0.0)
+
+
+def hash_signs(x: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+    """SimHash bits of `x` `(..., d)`: `(..., tables * bits)` bool, table t owning bits
+    [t * bits, (t + 1) * bits)."""
+    return (x @ planes) > 0
+
+
+def colliding(
+    query_signs: torch.Tensor, key_bits: torch.Tensor, bits: int, matches: int, budget: int
+) -> torch.Tensor:
+    """Keys that collide with each query in at least `matches` (1 or 2) tables, bool.
+
+    query_signs `(batch, kv_heads, rows, tables * bits)` bool, table-major (the query heads of a
+    KV head stacked as rows); key_bits `(batch, kv_heads, bits * tables, words)` int64, bit-major
+    (`bit_major`), 64 keys a word. Returns `(batch, kv_heads, rows, words * 64)`. A table
+    collides where no bit differs: the XOR of the key words with the query's bit (all ones or
+    all zeros), ORed over the table's bits one bit at a time (so the work stays in cache).
+    Tables go in blocks whose int64 work fits `budget` bytes.
+    """
+    batch, kv_heads, rows, width = query_signs.shape
+    words = key_bits.shape[-1]
+    tables = width // bits
+    query_words = bit_major(query_signs, bits).to(torch.int64).neg_()
+    query_words = query_words.view(batch, kv_heads, rows, bits, tables, 1)
+    key_words = key_bits.view(batch, kv_heads, 1, bits, tables, words)
+    per_table = batch * kv_heads * rows * words * 8
+    block = max(1, min(tables, budget // max(1, 2 * per_table)))
+    hits: tuple[torch.Tensor, torch.Tensor | None] | None = None
+    for start in range(0, tables, block):
+        stop = min(start + block, tables)
+        keys, query = key_words[..., start:stop, :], query_words[..., start:stop, :]
+        differ = torch.bitwise_xor(keys[:, :, :, 0], query[:, :, :, 0])
+        scratch = torch.empty_like(differ)
+        for bit in range(1, bits):
+            differ |= torch.bitwise_xor(keys[:, :, :, bit], query[:, :, :, bit], out=scratch)
+        counted = _at_least(differ.bitwise_not_(), matches)  # hit tables, folded
+        hits = counted if hits is None else _join(hits, counted, matches)
+    assert hits is not None
+    enough = hits[0] if matches == 1 else hits[1]
+    assert enough is not None
+    return _unpack(enough)
+
+
+def bit_major(signs: torch.Tensor, bits: int) -> torch.Tensor:
+    """Reorder `(..., tables * bits)` table-major sign columns to bit-major `(..., bits * tables)`
+    (column b * tables + t = bit b of table t), so each bit of all tables is one slice."""
+    return signs.unflatten(-1, (-1, bits)).transpose(-1, -2).flatten(-2)
+
+
+def _at_least(hits: torch.Tensor, matches: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Words of keys hit in >= 1 and (matches == 2) >= 2 of the tables on dim -2."""
+    one: torch.Tensor = hits
+    two: torch.Tensor | None = None
+    while one.shape[-2] > 1:
+        half = one.shape[-2] // 2
+        a, b = one[..., :half, :], one[..., half : 2 * half, :]
+        if matches == 2:
+            both = a & b
+            if two is not None:
+                both |= two[..., :half, :] | two[..., half : 2 * half, :]
+        joined = a | b
+        if one.shape[-2] % 2:
+            last = one[..., 2 * half :, :]
+            if matches == 2:
+                both[..., :1, :] |= joined[..., :1, :] & last
+                if two is not None:
+                    both[..., :1, :] |= two[..., 2 * half :, :]
+            joined[..., :1, :] |= last
+        one, two = joined, (both if matches == 2 else None)
+    if matches == 2 and two is None:  # a single table: never two hits
+        two = torch.zeros_like(one)
+    return one.squeeze(-2), None if two is None else two.squeeze(-2)
+
+
+def _join(
+    a: tuple[torch.Tensor, torch.Tensor | None],
+    b: tuple[torch.Tensor, torch.Tensor | None],
+    matches: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if matches == 1 or a[1] is None or b[1] is None:
+        return a[0] | b[0], None
+    return a[0] | b[0], a[1] | b[1] | (a[0] & b[0])
+
+
+def _unpack(words: torch.Tensor) -> torch.Tensor:
+    """int64 words `(..., words)` -> bool `(..., words * 64)`, key j = bit j % 8 of byte j // 8."""
+    data = words.contiguous().view(torch.uint8)
+    shifts = torch.arange(8, dtype=torch.uint8, device=words.device)
+    return (
+        (data.unsqueeze(-1) >> shifts).bitwise_and_(1).view(*words.shape[:-1], -1).view(torch.bool)
     )
-    one = torch.where(per_table >= 1.0, 0.0, one)
-    return (1.0 - miss_all - one).clamp_min(0.0)
-
-
-def hash_codes(x: torch.Tensor, planes: torch.Tensor, bits: int, packed: bool) -> torch.Tensor:
-    """SimHash codes of `x` `(..., d)`: `(..., tables)` int64 when packed, else `(..., tables*bits)` bool."""
-    signs = (x @ planes) > 0
-    if not packed:
-        return signs
-    signs = signs.view(*signs.shape[:-1], -1, bits).long()
-    powers = 2 ** torch.arange(bits, device=x.device, dtype=torch.long)
-    codes = (signs * powers).sum(dim=-1)
-    # the int64 codes stored in the narrowest integer type that holds `bits` bits (faster compares)
-    return codes.to(torch.int16 if bits <= 15 else torch.int32 if bits <= 31 else torch.int64)
 
 
 @MASKERS.register("magicpig")
@@ -96,11 +242,17 @@ class MagicPigConfig(MaskerConfig):
             return previous.clone()
         mean = self.context_mean(inputs)
         planes = self.planes(inputs)
-        key_codes, key_norms = self.key_codes(inputs, mean, planes)
+        key_bits, key_norms = self.key_bits(inputs, mean, planes)
         queries = inputs.queries
-        query_codes = hash_codes(queries, planes[: queries.shape[-1]], self.lsh_k, self.packed)
-        matches = self.count_matches(query_codes, key_codes)
-        selected = eligible & (matches >= self.min_table_matches)
+        batch, heads, q_len, _ = queries.shape
+        kv_heads = key_bits.shape[1]
+        signs = hash_signs(queries, planes[: queries.shape[-1]])
+        signs = signs.reshape(batch, kv_heads, heads // kv_heads * q_len, -1)
+        hits = colliding(
+            signs, key_bits, self.lsh_k, self.min_table_matches, inputs.scope.memory_bytes // 16
+        )
+        hits = hits[..., : inputs.n_keys].reshape(batch, heads, q_len, inputs.n_keys)
+        selected = eligible & hits
 
         q_dot = inputs.scores
         if mean is not None:  # q . (k - mu) = q . k - q . mu
@@ -109,10 +261,13 @@ class MagicPigConfig(MaskerConfig):
         # mips: cos(q~, k~) = q . k' / (|q| M_norm); none: cos(q, k')
         k_norm = inputs.per_query_head(key_norms).transpose(-1, -2)
         cosine = q_dot / (q_norm * k_norm.clamp_min(1e-30))
+        del q_dot
         probability = collision_probability(cosine, self.lsh_k, self.lsh_l, self.min_table_matches)
-        probability = probability.float().clamp_min(_MIN_PROBABILITY)
-        inputs.add_metric("magicpig_mean_p", (probability * selected).sum(), selected.sum())
-        return union(previous, probability * selected)
+        del cosine
+        sampled = probability.float().clamp_min_(_MIN_PROBABILITY).mul_(selected)
+        del probability
+        inputs.add_metric("magicpig_mean_p", sampled.sum(), selected.sum())
+        return union(previous, sampled)
 
     @property
     def packed(self) -> bool:
@@ -148,18 +303,19 @@ class MagicPigConfig(MaskerConfig):
         planes_tensor: torch.Tensor = cache[name]
         return planes_tensor
 
-    def key_codes(
+    def key_bits(
         self, inputs: MaskInputs, mean: torch.Tensor | None, planes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Codes `(batch, kv_heads, k_len, width)` and norms ||k - mu|| `(batch, kv_heads,
-        k_len, 1)` of all keys, cached and extended key by key.
+        """Bits `(batch, kv_heads, bits * tables, words)` int64, bit-major (`KeyBits.words`), and norms
+        ||k - mu|| `(batch, kv_heads, k_len, 1)` of all keys, cached and extended key by key.
 
-        With `mips` the codes depend on M_norm = max norm over the current keys, per (batch, KV
-        head); when it differs from the one the cached codes were hashed with, all are recomputed.
+        With `mips` the bits depend on M_norm = max norm over the current keys, per (batch, KV
+        head); when it differs from the one the cached bits were hashed with, all are recomputed
+        (the one host read of this masker: whether M_norm grew).
         """
         cache = inputs.state.layer(inputs.layer_idx)
         suffix = f"{self.center}_{self.transform}_{self.lsh_k}_{self.lsh_l}_{inputs.seed}"
-        codes_name = f"magicpig_codes_{suffix}_{self.packing}"
+        bits_name = f"magicpig_codes_{suffix}"
         norm_name = f"magicpig_mnorm_{suffix}"
 
         def shifted(start: int, stop: int) -> torch.Tensor:
@@ -177,44 +333,33 @@ class MagicPigConfig(MaskerConfig):
             m_norm = norms.amax(dim=-2, keepdim=True).clamp_min(1e-30)
             stored = cache.get(norm_name)
             if not (isinstance(stored, torch.Tensor) and torch.equal(stored, m_norm)):
-                cache.pop(codes_name, None)
+                cache.pop(bits_name, None)
                 cache[norm_name] = m_norm
 
-        def compute(start: int, stop: int) -> torch.Tensor:
+        def signs_of(start: int, stop: int) -> torch.Tensor:
             keys = shifted(start, stop)
             if m_norm is not None:
                 keys = keys / m_norm
                 extra = (1.0 - keys.pow(2).sum(dim=-1, keepdim=True)).clamp_min(0.0).sqrt()
                 keys = torch.cat([keys, extra], dim=-1)
-            return hash_codes(keys, planes, self.lsh_k, self.packed)
+            return hash_signs(keys, planes)
 
+        entry = cache.get(bits_name)
+        if not isinstance(entry, KeyBits):
+            entry = KeyBits.empty(inputs.keys, planes.shape[-1], inputs.n_keys)
+        elif entry.length > inputs.n_keys:
+            entry = entry.crop(inputs.n_keys) or KeyBits.empty(
+                inputs.keys, planes.shape[-1], inputs.n_keys
+            )
         batch, kv_heads, _, dim = inputs.keys.shape
+        # key blocks as the state hashed them before (same matmul shapes, same bits)
         block = inputs.key_block(batch * kv_heads * (self.lsh_k * self.lsh_l * 16 + dim * 8))
-        codes = inputs.state.prefix(
-            inputs.layer_idx, codes_name, inputs.n_keys, compute, block_rows=block
-        )
-        return codes, norms if m_norm is None else m_norm
-
-    def count_matches(self, query_codes: torch.Tensor, key_codes: torch.Tensor) -> torch.Tensor:
-        """Tables where query i and key j collide, `(batch, heads, q_len, k_len)`.
-
-        query_codes `(batch, heads, q_len, width)`; key_codes `(batch, kv_heads, k_len, width)`:
-        the g query heads of a KV head are stacked as rows, so key codes are never repeated.
-        """
-        bits = 1 if self.packed else self.lsh_k
-        batch, heads, q_len, _ = query_codes.shape
-        kv_heads, k_len = key_codes.shape[1], key_codes.shape[2]
-        rows = heads // kv_heads * q_len
-        q = query_codes.reshape(batch, kv_heads, rows, 1, self.lsh_l, bits)
-        k = key_codes.unflatten(-1, (self.lsh_l, bits)).unsqueeze(2)  # a view: no copy
-        dtype = torch.int16 if self.lsh_l < 2**15 else torch.int32
-        counts = torch.zeros(batch, kv_heads, rows, k_len, dtype=dtype, device=q.device)
-        chunk = max(1, _MAX_CHUNK // max(1, batch * heads * q_len * k_len * bits))
-        for start in range(0, self.lsh_l, chunk):
-            stop = min(start + chunk, self.lsh_l)
-            equal = q[..., start:stop, :] == k[..., start:stop, :]
-            counts += (equal.all(dim=-1) if bits > 1 else equal[..., 0]).sum(-1, dtype=dtype)
-        return counts.view(batch, heads, q_len, k_len)
+        for start in range(entry.length, inputs.n_keys, block):
+            entry = entry.extend(
+                bit_major(signs_of(start, min(start + block, inputs.n_keys)), self.lsh_k)
+            )
+        cache[bits_name] = entry
+        return entry.words(), norms if m_norm is None else m_norm
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
