@@ -224,6 +224,8 @@ class MagicPigConfig(MaskerConfig):
     transform: Literal["mips", "none"] = "mips"
     min_table_matches: Literal[1, 2] = 1
     packing: Literal["int64", "none"] = "int64"
+    """How signatures were once stored; both values give the same masks (kept so written
+    configs stay valid; the bits are always sliced 64 keys a word now)."""
 
     @model_validator(mode="after")
     def _check(self) -> MagicPigConfig:
@@ -268,10 +270,6 @@ class MagicPigConfig(MaskerConfig):
         del probability
         inputs.add_metric("magicpig_mean_p", sampled.sum(), selected.sum())
         return union(previous, sampled)
-
-    @property
-    def packed(self) -> bool:
-        return self.packing == "int64"
 
     def context_mean(self, inputs: MaskInputs) -> torch.Tensor | None:
         """mu over the context keys: the keys before this layer's first sparse call's queries.
