@@ -56,7 +56,7 @@ class AdaptiveSamplingConfig(MaskerConfig):
         logits = inputs.logits
         row_max = logits.amax(dim=-1, keepdim=True)
         row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-        weights = torch.exp(logits - row_max)  # 0 on disallowed entries
+        weights = (logits - row_max).exp_()  # 0 on disallowed entries
         static = (weights * ((previous > 0) & inputs.allowed)).sum(dim=-1)
 
         if isinstance(self.base_rate_sampling, int):
@@ -70,7 +70,9 @@ class AdaptiveSamplingConfig(MaskerConfig):
         sampled = weights * base_sample
         count = base.double().clamp_min(1)
         mean = sampled.double().sum(dim=-1) / count
-        square_dev = ((weights.double() - mean.unsqueeze(-1)) ** 2 * base_sample).sum(dim=-1)
+        deviation = weights.double().sub_(mean.unsqueeze(-1)).pow_(2).mul_(base_sample)
+        square_dev = deviation.sum(dim=-1)  # in place: one float64 row-sized temporary
+        del deviation, sampled, weights, base_sample
         sigma = torch.where(base >= 2, (square_dev / (count - 1).clamp_min(1)).sqrt(), 0.0)
         estimate = static.double() + n.double() * mean
         z = NormalDist().inv_cdf(1.0 - self.delta)
