@@ -85,7 +85,7 @@ def sample_select(
     # by lowest index, so the count stays exact whatever the keys
     rest = members & ~chosen
     missing = (need - ranked).clamp_min(0)
-    return chosen | (rest & (rest.cumsum(dim=-1) <= missing))
+    return chosen | (rest & (rest.cumsum(dim=-1, dtype=torch.int32) <= missing))
 
 
 _BUCKET_TOP = 16
