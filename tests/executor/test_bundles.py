@@ -17,6 +17,7 @@ from sparse_attention_hub.executor.bundles import (
     form_groups,
     longest_first,
     split_for_workers,
+    split_if_it_pays,
 )
 from sparse_attention_hub.executor.plan import Job
 from sparse_attention_hub.executor.testing import answered, executions, experiment, read_events
@@ -133,3 +134,19 @@ def test_sigkill_mid_bundle_then_rerun_completes_every_member_answering_each_onc
     events = [e for e in read_events(tmp_path / "results") if e["run_id"] == again.run_id]
     (dispatched,) = [e for e in events if e["event"] == "bundle_dispatched"]
     assert dispatched["job_ids"] == [j.job_id for j in jobs]  # they ran as one bundle again
+
+
+def test_a_group_is_halved_only_when_that_ends_the_run_earlier(tmp_path: Path) -> None:
+    jobs = jobs_for(tmp_path, sparse=["s1", "s2", "s3", "s4"])
+    units = {job.job_id: 1.0 for job in jobs}
+    # the last group, three other workers busy for one more unit: taking all four jobs would
+    # end the run at 4, halves at 3 (the second half goes to the first worker free)
+    assert ids(split_if_it_pays(jobs, [], [1.0, 1.0, 1.0], units)) == [
+        ["s1", "s2"],
+        ["s3", "s4"],
+    ]
+    # early in a run (much work queued) or with no other worker, a split gains nothing
+    assert ids(split_if_it_pays(jobs, [4.0] * 6, [0.0, 0.0, 0.0], units)) == [
+        ["s1", "s2", "s3", "s4"]
+    ]
+    assert ids(split_if_it_pays(jobs, [], [], units)) == [["s1", "s2", "s3", "s4"]]

@@ -2,12 +2,15 @@
 
 Jobs that differ only in their sparse config ask the same requests, so one worker runs them
 together and prefills each context once (`benchmark.bundle`). Pure functions here form the
-queue: bundles by key, split while workers would idle, longest estimated first.
+queue: bundles by key, split while workers would idle (fewer groups than idle workers, or when
+halving a group ends the run earlier, near its end), longest estimated first.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +103,38 @@ def split_for_workers(
         half = (len(largest) + 1) // 2
         groups[index : index + 1] = [largest[:half], largest[half:]]
     return groups
+
+
+# A split costs the split-off jobs their shared context prefills, so a group is halved only when
+# that ends the projected run more than this fraction earlier.
+SPLIT_GAIN = 0.02
+
+
+def projected_end(free_at: Iterable[float], works: Iterable[float]) -> float:
+    """When greedy list scheduling ends: each work, in order, goes to the worker free first."""
+    heap = sorted(free_at) or [0.0]
+    for work in works:
+        heapq.heappush(heap, heapq.heappop(heap) + work)
+    return max(heap)
+
+
+def split_if_it_pays(
+    group: list[Job], rest: list[float], others: list[float], estimates: dict[str, float]
+) -> list[list[Job]]:
+    """`group` as the pieces a free worker should see: the first to take now, the others to
+    queue. Halved while that ends the run earlier, projected with the work `rest` of the queue
+    and the other workers free after `others` (all in estimated work units)."""
+    first = list(group)
+    pieces: list[list[Job]] = []
+    while len(first) > 1:
+        half = (len(first) + 1) // 2
+        head, tail = first[:half], first[half:]
+        whole = projected_end([group_work(first, estimates), *others], rest)
+        queued = sorted([group_work(tail, estimates), *rest], reverse=True)
+        if projected_end([group_work(head, estimates), *others], queued) > whole * (1 - SPLIT_GAIN):
+            break
+        first, pieces, rest = head, [tail, *pieces], queued
+    return [first, *pieces]
 
 
 def longest_first(groups: list[list[Job]], estimates: dict[str, float]) -> list[list[Job]]:

@@ -4,12 +4,10 @@ Backend-agnostic: it sees workers only through the backend protocol. The queue h
 jobs that differ only in their sparse config (one group per job without `share_prefill`), split
 while workers would idle, costliest first (`executor.bundles`). A free worker gets the first
 queued group for the model it already holds, else one for a model no worker holds, else the
-first; the jobs of it this process can lock travel as one `Bundle`. Each job of a bundle ends
-on its own (finished or raised); a worker that dies or times out ends every job of its bundle
-still running, and those are retried together. A job runs only while this process holds its
-lock, so two executors on one result dir never run the same job. After locking, the job's state is read again: if another run changed
-it since planning (finished it, possibly with other parameters, or recorded its failure), the job
-is left as that run left it, never resumed from or overwritten.
+first, halved first when that ends the run earlier (the last groups keep every worker busy); the jobs of it this process can claim (`executor.claims`) travel as one
+`Bundle`. Each job of a bundle ends on its own (finished or raised); a worker that dies or times
+out ends every job of its bundle still running, and those are retried together. status.json is
+built by `executor.status`, its ETA by `executor.eta`.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.executor.backends import Backend, BackendEvent
@@ -28,10 +26,13 @@ from sparse_attention_hub.executor.bundles import (
     bundle_key,
     estimate,
     form_groups,
+    group_work,
     longest_first,
     split_for_workers,
+    split_if_it_pays,
 )
-from sparse_attention_hub.executor.confine import check_inside, job_root
+from sparse_attention_hub.executor.claims import Claims
+from sparse_attention_hub.executor.eta import WorkClock
 from sparse_attention_hub.executor.failures import (
     CONFIG,
     CUDA_OOM,
@@ -42,47 +43,14 @@ from sparse_attention_hub.executor.failures import (
 )
 from sparse_attention_hub.executor.plan import Job
 from sparse_attention_hub.executor.progress import RunRecorder
-from sparse_attention_hub.executor.results import (
-    JobRecord,
-    job_state,
-    reset_job_dir,
-    write_failure,
-)
-from sparse_attention_hub.result_files import JOB_FILES, LOCK_FILE
+from sparse_attention_hub.executor.results import JobRecord, write_failure
+from sparse_attention_hub.executor.slots import Member, Running, WorkerView
+from sparse_attention_hub.executor.status import StatusBoard
+from sparse_attention_hub.result_files import LOCK_FILE
+
+__all__ = ["LOCK_FILE", "Outcome", "Scheduler"]
 
 logger = logging.getLogger(__name__)
-
-LOCK_RETRY_S = 1.0
-
-
-@dataclass
-class _Member:
-    job: Job
-    attempt: int
-    lock: FileLock
-
-
-@dataclass
-class _Running:
-    bundle: Bundle
-    members: dict[str, _Member]  # the jobs of the bundle not ended yet, by id
-    dispatched: float
-    started: float | None = None
-
-    def deadline(self, job_timeout_s: float) -> float | None:
-        """A bundle of n jobs may take n job timeouts (its jobs run interleaved)."""
-        if self.started is None:
-            return None
-        return self.started + job_timeout_s * len(self.bundle.jobs)
-
-
-@dataclass
-class _WorkerView:
-    device: str
-    pid: int | None = None
-    model_key: str | None = None
-    running: _Running | None = None
-    down: bool = False  # its replacement may never start (a Ray node left): no job until ready
 
 
 @dataclass
@@ -112,9 +80,8 @@ class Scheduler:
         self.recorder = recorder
         self.max_retries = max_retries
         self.job_timeout_s = job_timeout_s
-        self.reset = set(reset or ())
         self.poll_s = poll_s
-        self.workers = {s.worker: _WorkerView(s.device) for s in backend.slots}
+        self.workers = {s.worker: WorkerView(s.device) for s in backend.slots}
         self.estimates = {job.job_id: estimate(job) for job in jobs}
         self.queue: list[list[Job]] = longest_first(
             split_for_workers(form_groups(jobs, share_prefill), len(self.workers), self.estimates),
@@ -122,15 +89,11 @@ class Scheduler:
         )
         self.failures: dict[str, list[Failure]] = {}
         self.outcome = Outcome()
-        self.already_done = already_done
-        self.total = total if total is not None else len(jobs)
-        self.durations: list[float] = []
-        # The state each job may be run from: its planned state, `pending` once a stale job's
-        # old results are removed. Anything else on disk was written by another run meanwhile.
-        self.expected = {j.job_id: j.state.value for j in jobs}
-        self._locked_until: dict[str, float] = {}
-        self._reported_locked: set[str] = set()
-        self.started_at = time.monotonic()
+        self.clock = WorkClock(self.estimates)
+        self.status = StatusBoard(
+            recorder, self.clock, total if total is not None else len(jobs), already_done
+        )
+        self.claims = Claims(jobs, recorder, set(reset or ()))
 
     # ----- main loop -----------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -173,7 +136,7 @@ class Scheduler:
                 logger.warning("interrupted while ending workers: ending them at once")
                 force = True
 
-    def _running(self) -> list[_Running]:
+    def _running(self) -> list[Running]:
         return [w.running for w in self.workers.values() if w.running is not None]
 
     def _wait_timeout(self) -> float:
@@ -196,16 +159,12 @@ class Scheduler:
             picked = self._pick(view)
             if picked is None:
                 return
-            members = []
-            for job, lock in picked:
-                attempt = len(self.failures.get(job.job_id, [])) + 1
-                if job.job_id in self.reset:
-                    reset_job_dir(job.result_dir)  # --rerun-stale: the old results go
-                    self.reset.discard(job.job_id)
-                    self.expected[job.job_id] = "pending"
-                members.append(_Member(job, attempt, lock))
+            members = [
+                Member(job, len(self.failures.get(job.job_id, [])) + 1, lock)
+                for job, lock in picked
+            ]
             bundle = Bundle(tuple(m.job for m in members), tuple(m.attempt for m in members))
-            view.running = _Running(bundle, {m.job.job_id: m for m in members}, time.monotonic())
+            view.running = Running(bundle, {m.job.job_id: m for m in members}, time.monotonic())
             view.model_key = bundle.jobs[0].model_key
             self.backend.submit(worker, bundle)
             if len(members) > 1:
@@ -224,8 +183,26 @@ class Scheduler:
                     bundle=bundle.bundle_id,
                 )
 
-    def _pick(self, view: _WorkerView) -> list[tuple[Job, FileLock]] | None:
-        """The lockable jobs of the first group this worker should take (None: nothing now)."""
+    def _others_free_at(self, view: WorkerView) -> list[float]:
+        """When each other worker that can run is free, in work units from now (work clock)."""
+        now = time.monotonic()
+        return [
+            0.0
+            if other.running is None
+            else self.clock.work_left(
+                other.running.bundle.job_ids,
+                now - other.running.started if other.running.started else 0.0,
+            )
+            for other in self.workers.values()
+            if other is not view and not other.down
+        ]
+
+    def _pick(self, view: WorkerView) -> list[tuple[Job, FileLock]] | None:
+        """The lockable jobs of the first group this worker should take (None: nothing now).
+
+        A group is halved first when that ends the run earlier (`split_if_it_pays`): its first
+        half goes, the rest stays queued. Near the end that keeps every worker busy.
+        """
         held = {w.model_key for w in self.workers.values() if w is not view}
         preferences: list[Callable[[Job], bool]] = [
             lambda j: j.model_key == view.model_key,
@@ -234,56 +211,35 @@ class Scheduler:
         ]
         for prefer in preferences:
             for group in [g for g in self.queue if prefer(g[0])]:
+                if len(group) > 1:
+                    index = next(i for i, g in enumerate(self.queue) if g is group)
+                    rest = [group_work(g, self.estimates) for g in self.queue if g is not group]
+                    others = self._others_free_at(view)
+                    pieces = split_if_it_pays(group, rest, others, self.estimates)
+                    self.queue[index : index + 1] = pieces
+                    group = pieces[0]
                 picked = self._lock_group(group)
                 if picked:
                     return picked
         return None
 
     def _lock_group(self, group: list[Job]) -> list[tuple[Job, FileLock]]:
-        """Lock what can be locked of `group` and take it off the queue; the rest stays."""
-        now = time.monotonic()
+        """Claim what can be claimed of `group` and take it off the queue; the rest stays."""
         picked: list[tuple[Job, FileLock]] = []
         for job in list(group):
-            if self._locked_until.get(job.job_id, 0.0) > now:
-                continue
-            try:
-                check_inside(job_root(job), job.result_dir, (*JOB_FILES, LOCK_FILE))
-                lock = self._try_lock(job)
-            except (ConfigError, OSError) as exc:  # a link out of the tree; an unwritable dir
-                group.remove(job)
-                self._refuse(job, exc)
-                continue
-            if lock is None:
-                continue
+            claim = self.claims.claim(job)
+            if claim is None:
+                continue  # another executor holds it: it stays queued
             group.remove(job)
-            state = job_state(job.result_dir, job.fingerprint)
-            expected = self.expected.get(job.job_id, state)
-            if state != expected:
-                lock.release()  # another executor finished (or failed) it meanwhile
-                self._record(job, state, ran=False)
-                self.recorder.event(
-                    "job_skipped",
-                    job_id=job.job_id,
-                    reason=f"another run left it {state} (planned {expected})",
-                )
-                continue
-            picked.append((job, lock))
+            if claim.refused is not None:
+                self._refuse(job, claim.refused)
+            elif claim.left is not None:
+                self._record(job, claim.left, ran=False)
+            elif claim.lock is not None:
+                picked.append((job, claim.lock))
         if not group:
             self.queue = [g for g in self.queue if g is not group]
         return picked
-
-    def _try_lock(self, job: Job) -> FileLock | None:
-        job.result_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(job.result_dir / LOCK_FILE, timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            self._locked_until[job.job_id] = time.monotonic() + LOCK_RETRY_S
-            if job.job_id not in self._reported_locked:  # once, not on every retry
-                self._reported_locked.add(job.job_id)
-                self.recorder.event("job_locked", job_id=job.job_id)
-            return None
-        return lock
 
     def _refuse(self, job: Job, exc: Exception) -> None:
         """Record a job that may not run here; nothing is written in (or through) its dir."""
@@ -318,12 +274,14 @@ class Scheduler:
         elif event.kind in ("model_loaded", "dataset_loaded"):
             self.recorder.event(event.kind, worker=event.worker, pid=view.pid, **payload)
         elif event.kind == "finished" and running is not None:
-            ended = _take(running, payload)
+            ended = running.take(payload)
             if ended is None:
                 return
-            self._end_if_done(view)
+            view.end_if_done()
             ended.lock.release()
-            self.durations.append(float(payload.get("duration_s", 0.0)))
+            self.clock.finished(
+                ended.job.job_id, float(payload.get("duration_s") or 0.0), len(running.bundle.jobs)
+            )
             self._record(
                 ended.job,
                 "complete",
@@ -341,10 +299,10 @@ class Scheduler:
                 bundle=running.bundle.bundle_id,
             )
         elif event.kind == "raised" and running is not None:
-            ended = _take(running, payload)
+            ended = running.take(payload)
             if ended is None:
                 return
-            self._end_if_done(view)
+            view.end_if_done()
             failure = Failure(**payload["failure"])
             if failure.category == CUDA_OOM:
                 view.model_key = None  # the worker drops its model after the bundle
@@ -356,11 +314,6 @@ class Scheduler:
             if running is not None and running.members:
                 failure = failure_from_exit(payload.get("exitcode"), payload.get("reason"))
                 self._attempts_failed(list(running.members.values()), failure, event.worker)
-
-    @staticmethod
-    def _end_if_done(view: _WorkerView) -> None:
-        if view.running is not None and not view.running.members:
-            view.running = None  # every job of the bundle ended: the worker is free
 
     def _check_timeouts(self) -> None:
         if self.job_timeout_s is None:
@@ -383,7 +336,7 @@ class Scheduler:
                 failure = failure_from_timeout(self.job_timeout_s)
                 self._attempts_failed(list(running.members.values()), failure, worker)
 
-    def _attempts_failed(self, members: list[_Member], failure: Failure, worker: int) -> None:
+    def _attempts_failed(self, members: list[Member], failure: Failure, worker: int) -> None:
         """Each job's attempt failed: retried (together, first in the queue) or recorded."""
         retry: list[Job] = []
         for member in members:
@@ -434,46 +387,11 @@ class Scheduler:
 
     # ----- status --------------------------------------------------------------------------
     def _publish(self, force: bool = False) -> None:
-        states = [r.state for r in self.outcome.records.values()]
-        running = self._running()
-        running_jobs = sum(len(r.members) for r in running)
-        queued = sum(len(group) for group in self.queue)
-        counts = {
-            "complete": self.already_done + states.count("complete"),
-            "failed": states.count("failed"),
-            "running": running_jobs,
-            "queued": queued,
-        }
         now = time.monotonic()
-        mean = sum(self.durations) / len(self.durations) if self.durations else None
-        eta = None
-        if mean is not None:
-            eta = (queued + running_jobs) * mean / max(1, len(self.workers))
-        self.recorder.status(
-            {
-                "total": self.total,
-                "counts": counts,
-                "elapsed_s": now - self.started_at,
-                "eta_s": eta,
-                "interrupted": self.outcome.interrupted,
-                "workers": [
-                    {
-                        "worker": worker,
-                        "device": view.device,
-                        "pid": view.pid,
-                        "job": view.running.bundle.bundle_id if view.running else None,
-                        "jobs": list(view.running.members) if view.running else [],
-                        "attempt": max(view.running.bundle.attempts) if view.running else None,
-                        "running_s": now - view.running.dispatched if view.running else None,
-                    }
-                    for worker, view in self.workers.items()
-                ],
-            },
+        self.status.publish(
+            self.outcome.records.values(),
+            [job.job_id for group in self.queue for job in group],
+            [view.row(worker, now) for worker, view in self.workers.items()],
+            self.outcome.interrupted,
             force=force,
         )
-
-
-def _take(running: _Running, payload: dict[str, object]) -> _Member | None:
-    """The bundle member an event names, removed from those still running."""
-    job_id = str(payload.get("job_id"))
-    return running.members.pop(job_id) if job_id in running.members else None
