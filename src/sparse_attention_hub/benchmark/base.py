@@ -209,9 +209,10 @@ class Benchmark(ABC):
         Returns (predictions so far, the adapter's statistics handle for this job).
         """
         result_path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
+        write_json_atomic(  # no fsync: rewritten by every run of the job (docs/benchmarks.md §0.4)
             result_path / CONFIG,
             self._config_record(adapter, generation_kwargs, request_kwargs, job_info),
+            durable=False,
         )
         done = read_predictions(result_path / PREDICTIONS)
         logger.info(
@@ -236,7 +237,8 @@ class Benchmark(ABC):
         results = plan.selected.copy()
         records = [done[plan.keys[i]] for i in results.index]
         results["prediction"] = [record["prediction"] for record in records]
-        write_raw_results(result_path / RAW_RESULTS, results)
+        # the predictions are durable already; the scored copy below is synced
+        write_raw_results(result_path / RAW_RESULTS, results, durable=False)
 
         scored, metrics = self._score(results)
         metrics.update(adapter.statistics_summary())

@@ -83,13 +83,15 @@ def encode_cell(value: Any) -> Any:
     return value
 
 
-def write_raw_results(path: Path, frame: pd.DataFrame) -> None:
-    """Every sample with its prediction (and score once scored); list cells JSON-encoded."""
+def write_raw_results(path: Path, frame: pd.DataFrame, *, durable: bool = True) -> None:
+    """Every sample with its prediction (and score once scored); list cells JSON-encoded.
+
+    `durable=False` skips the fsync: for a copy whose content is durable elsewhere."""
     encoded = frame.copy()
     for column in encoded.columns:
         if encoded[column].dtype == object:
             encoded[column] = [encode_cell(v) for v in encoded[column]]
-    write_text_atomic(path, encoded.to_csv(index=False))
+    write_text_atomic(path, encoded.to_csv(index=False), durable=durable)
 
 
 # List-valued columns of the row schema, JSON-encoded in our CSV files.
