@@ -3,6 +3,7 @@
     python benchmarks/gpu_smoke.py prepare WORK --gpus 0      # write the two experiment files
     python benchmarks/gpu_smoke.py pinning WORK --gpus 0      # check the fault-adapter run
     python benchmarks/gpu_smoke.py real WORK --gpus 0         # check the SmolLM2 run
+    python benchmarks/gpu_smoke.py bundled WORK --gpus 0      # check the shared-prefill runs
 
 Each check prints `PASS <what>: <evidence>` lines, or exits with `FAIL <what>: <why>`.
 """
@@ -29,8 +30,13 @@ MEMORY_FRACTION = 0.4  # per worker: two workers on one GPU take at most 80% of 
 OOM_SHARE = 0.6  # of the GPU: more than one worker may take, less than the whole GPU
 
 
+BUNDLED_CONFIGS = {"dense": None, "streaming": "streaming", "oracle_topk": "oracle_topk"}
+BUNDLED_SAMPLES = 2
+
+
 def prepare(work: Path, gpus: list[int]) -> None:
-    """`pinning.yaml` (fault adapter: pinning, concurrency, a real CUDA OOM) and `real.yaml`."""
+    """`pinning.yaml` (fault adapter: pinning, concurrency, a real CUDA OOM), `real.yaml`, and
+    `bundled.yaml` / `separate.yaml` (SmolLM2 x 3 configs on one worker, shared prefill on/off)."""
     import torch
 
     total_gb = torch.cuda.get_device_properties(gpus[0]).total_memory / 2**30
@@ -52,7 +58,23 @@ def prepare(work: Path, gpus: list[int]) -> None:
         "result_dir": str(work / "real" / "results"),
         "execution": {"gpu_ids": gpus, "max_concurrent_runs": WORKERS_PER_GPU * len(gpus)},
     }
-    for name, data in (("pinning", pinning), ("real", real)):
+    runs = {"pinning": pinning, "real": real}
+    for name, share in (("bundled", True), ("separate", False)):
+        runs[name] = {
+            "models": ["smollm2-135m-instruct"],
+            "sparse_configs": BUNDLED_CONFIGS,
+            "benchmarks": [
+                {
+                    "name": "ruler_synthetic",
+                    "subsets": ["niah_single_1"],
+                    "options": {"context_lengths": [4096], "num_samples": BUNDLED_SAMPLES},
+                }
+            ],
+            "generation_kwargs": {"max_new_tokens": 16},
+            "result_dir": str(work / name / "results"),
+            "execution": {"gpu_ids": gpus[:1], "max_concurrent_runs": 1, "share_prefill": share},
+        }
+    for name, data in runs.items():
         (work / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     print(f"prepared {work}: GPU(s) {gpus}, {total_gb:.0f} GiB each")
 
@@ -145,14 +167,47 @@ def check_real(work: Path, gpus: list[int]) -> None:
     print(f"PASS smollm2: {summary}; {len(loads)} model load(s), weights on the worker's GPU")
 
 
+def check_bundled(work: Path, gpus: list[int]) -> None:
+    """One worker ran the 3 configs as one bundle: every context prefilled once (not 3 times),
+    each job complete in its own dir, and the same answers as the run without sharing."""
+    answers: dict[str, dict[str, dict[str, str]]] = {}
+    prefills: dict[str, float] = {}
+    for name in ("bundled", "separate"):
+        results = work / name / "results"
+        manifests = jobs_of(results, "manifest.json")
+        if len(manifests) != len(BUNDLED_CONFIGS):
+            fail(f"{name} run", f"{len(manifests)} jobs complete, expected {len(BUNDLED_CONFIGS)}")
+        prefills[name] = sum(m["timing"]["contexts_prefilled"] for m in manifests)
+        answers[name] = {}
+        for manifest in manifests:
+            lines = (results / manifest["job_id"] / "predictions.jsonl").read_text().splitlines()
+            answers[name][manifest["sparse_config"]] = {
+                r["sample_id"]: r["prediction"] for r in map(json.loads, lines)
+            }
+        if name == "bundled" and any(len(m["bundle"]) != len(BUNDLED_CONFIGS) for m in manifests):
+            fail("bundled run", [m["bundle"] for m in manifests])
+    expected = {"bundled": BUNDLED_SAMPLES, "separate": BUNDLED_SAMPLES * len(BUNDLED_CONFIGS)}
+    if any(abs(prefills[n] - expected[n]) > 1e-6 for n in expected):
+        fail("shared prefill", f"contexts prefilled {prefills}, expected {expected}")
+    if answers["bundled"] != answers["separate"]:
+        fail("shared prefill answers", "bundled and separate runs answered differently")
+    print(
+        f"PASS shared prefill: {len(BUNDLED_CONFIGS)} configs x {BUNDLED_SAMPLES} samples at 4096 "
+        f"tokens in one bundle, {prefills['bundled']:.0f} context prefills instead of "
+        f"{prefills['separate']:.0f}, answers identical to the run without sharing"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("step", choices=["prepare", "pinning", "real"])
+    parser.add_argument("step", choices=["prepare", "pinning", "real", "bundled"])
     parser.add_argument("work", type=Path)
     parser.add_argument("--gpus", default="0", help="comma-separated GPU ids")
     args = parser.parse_args()
     gpus = [int(g) for g in args.gpus.split(",") if g.strip()]
-    {"prepare": prepare, "pinning": check_pinning, "real": check_real}[args.step](args.work, gpus)
+    steps = {"prepare": prepare, "pinning": check_pinning, "real": check_real}
+    steps["bundled"] = check_bundled
+    steps[args.step](args.work, gpus)
     sys.stdout.flush()
 
 

@@ -9,6 +9,9 @@
 # 2. OOM: a job that allocates 60% of the GPU past its worker's 40% memory fraction fails as
 #    `cuda_oom` (a real torch.OutOfMemoryError, retried once) while its neighbours complete;
 # 3. SmolLM2-135M (dense + streaming, mock_benchmark) on 2 workers of one GPU, weights on it;
+# 3b. shared prefill: SmolLM2 x {dense, streaming, oracle_topk} x ruler_synthetic niah_single_1 at
+#    4096 tokens, 2 samples, one worker, once as one bundle and once one job per dispatch: the
+#    bundle prefills each context once (2 prefills, not 6) and answers exactly as the other run;
 # 4. long context (benchmarks/gpu_longctx.py): a random-weight Llama (4 layers, GQA 8/2 heads) at
 #    64k and 128k tokens, dense + streaming + oracle_topk on the first GPU: peak memory per run,
 #    ms per decode step, CUDA syncs per step (LONGCTX_KEYS="65536 131072" to change the lengths).
@@ -53,7 +56,7 @@ PASSED+=("environment: $("$PY" -c 'import torch; print(torch.__version__)') with
 echo "gpu_smoke: GPU(s) $GPUS, work dir $WORK"
 
 STEP="prepare"
-rm -rf "$WORK/pinning" "$WORK/real"  # a reused SMOKE_DIR starts afresh (the model cache stays)
+rm -rf "$WORK/pinning" "$WORK/real" "$WORK/bundled" "$WORK/separate"  # a reused SMOKE_DIR starts afresh (the model cache stays)
 "$PY" benchmarks/gpu_smoke.py prepare "$WORK" --gpus "$GPUS"
 
 STEP="pinning + oom run"
@@ -73,6 +76,15 @@ STEP="smollm2 checks"
 "$PY" benchmarks/gpu_smoke.py real "$WORK" --gpus "$GPUS" | tee "$WORK/real.txt"
 while IFS= read -r line; do PASSED+=("${line#PASS }"); done <"$WORK/real.txt"
 "$PY" -m sparse_attention_hub.cli.main status "$WORK/real/results"
+
+STEP="shared prefill runs"
+for run in bundled separate; do
+  timeout 420 "$PY" -m sparse_attention_hub.cli.main run "$WORK/$run.yaml" --no-progress \
+    --job-timeout 300
+done
+STEP="shared prefill checks"
+"$PY" benchmarks/gpu_smoke.py bundled "$WORK" --gpus "$GPUS" | tee "$WORK/bundled.txt"
+while IFS= read -r line; do PASSED+=("${line#PASS }"); done <"$WORK/bundled.txt"
 
 STEP="long context"
 GPU0="${GPUS%%,*}"

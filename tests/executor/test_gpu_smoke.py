@@ -44,6 +44,12 @@ def test_smoke_experiments_plan_on_a_one_gpu_machine(
         ("smollm2-135m-instruct", "dense"),
         ("smollm2-135m-instruct", "streaming"),
     ]
+    for name, share in (("bundled", True), ("separate", False)):
+        shared = load_spec(tmp_path / f"{name}.yaml")
+        assert shared.execution.share_prefill is share
+        assert shared.execution.max_concurrent_runs == 1
+        names = [j.sparse_name for j in plan(shared, gpu_ids=[0], device_count=1)]
+        assert names == ["dense", "streaming", "oracle_topk"]
 
 
 def load_faults(spec: object) -> dict[str, dict[str, object]]:
