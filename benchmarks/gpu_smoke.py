@@ -191,8 +191,10 @@ def check_bundled(work: Path, gpus: list[int]) -> None:
         fail("shared prefill", f"contexts prefilled {prefills}, expected {expected}")
     if answers["bundled"] != answers["separate"]:
         fail("shared prefill answers", "bundled and separate runs answered differently")
+    data = yaml.safe_load((work / "bundled.yaml").read_text())
+    tokens = data["benchmarks"][0]["options"]["context_lengths"][0]
     print(
-        f"PASS shared prefill: {len(BUNDLED_CONFIGS)} configs x {BUNDLED_SAMPLES} samples at 4096 "
+        f"PASS shared prefill: {len(BUNDLED_CONFIGS)} configs x {BUNDLED_SAMPLES} samples at {tokens} "
         f"tokens in one bundle, {prefills['bundled']:.0f} context prefills instead of "
         f"{prefills['separate']:.0f}, answers identical to the run without sharing"
     )
