@@ -94,6 +94,17 @@ def test_sample_select_takes_the_smallest_keys(seed: int, cols: int, density: fl
     assert torch.equal(sample_select(eligible, counts, noise, bound), expected)
 
 
+def test_sample_select_in_row_blocks_equals_the_definition() -> None:
+    """More rows than one block holds (70 rows of 1000 keys: blocks of 65, then 5)."""
+    generator = torch.Generator().manual_seed(2)
+    eligible = torch.rand(2, 35, 1000, generator=generator) > 0.1
+    counts = (eligible.sum(-1) * torch.rand(2, 35, generator=generator)).long()
+    noise = torch.rand(eligible.shape, generator=generator, dtype=torch.float64)
+    expected = sorted_sample(eligible, counts, noise)
+    assert torch.equal(sample_select(eligible, counts, noise), expected)
+    assert torch.equal(sample_select(eligible, counts, noise, int(counts.max())), expected)
+
+
 def test_sample_select_keeps_exact_counts_for_crowded_keys() -> None:
     """Keys far from uniform (all in one bucket) still give exactly `counts` entries."""
     generator = torch.Generator().manual_seed(4)
