@@ -95,7 +95,7 @@ def test_sample_select_takes_the_smallest_keys(seed: int, cols: int, density: fl
 
 
 def test_sample_select_in_row_blocks_equals_the_definition() -> None:
-    """More rows than one block holds (70 rows of 1000 keys: blocks of 65, then 5)."""
+    """More rows than one block holds (35 query rows of 2 x 1000 keys: blocks of 32, then 3)."""
     generator = torch.Generator().manual_seed(2)
     eligible = torch.rand(2, 35, 1000, generator=generator) > 0.1
     counts = (eligible.sum(-1) * torch.rand(2, 35, generator=generator)).long()

@@ -53,21 +53,25 @@ def sample_select(
     No row is sorted (docs/methods.md §4): a histogram of the keys over at least N equal buckets
     finds the bucket holding each row's `counts`-th smallest key; every entry in a lower bucket is
     taken and the bucket itself (about one entry for uniform keys) is ranked by a small top-k.
-    Same entries as sorting all keys; nothing is read back to the host. Rows go in blocks of
-    about `_BLOCK_ENTRIES` entries, so the dozen passes over a block stay in cache.
+    Same entries as sorting all keys; nothing is read back to the host. Rows go in blocks (along
+    dim -2) of about `_BLOCK_ENTRIES` entries, so the dozen passes over a block stay in cache.
     """
-    n_keys = eligible.shape[-1]
-    rows = eligible.numel() // max(1, n_keys)
-    block = max(1, _BLOCK_ENTRIES // max(1, n_keys))
-    if rows <= block:
+    if eligible.dim() < 2:
         return _select_rows(eligible, counts, noise, limit)
-    shape = eligible.shape
-    flat = (eligible.reshape(-1, n_keys), counts.reshape(-1), noise.reshape(-1, n_keys))
-    parts = [
-        _select_rows(flat[0][a : a + block], flat[1][a : a + block], flat[2][a : a + block], limit)
-        for a in range(0, rows, block)
+    per_query = eligible[..., :1, :].numel()  # entries of one index of dim -2 (query rows)
+    step = max(1, _BLOCK_ENTRIES // max(1, per_query))
+    if step >= eligible.shape[-2]:
+        return _select_rows(eligible, counts, noise, limit)
+    parts = [  # slices of dim -2 are views: no copy of the float64 noise
+        _select_rows(
+            eligible[..., a : a + step, :],
+            counts[..., a : a + step],
+            noise[..., a : a + step, :],
+            limit,
+        )
+        for a in range(0, eligible.shape[-2], step)
     ]
-    return torch.cat(parts).view(shape)
+    return torch.cat(parts, dim=-2)
 
 
 def _select_rows(
