@@ -11,8 +11,12 @@ What other layers use:
 - per request: `SparseState` (seeds, call counters, per-layer caches, `crop`).
 - per job: `AttentionStats` (`attention_stats.jsonl`, `summary()`).
 - per attention call: `sparse_attention_forward(query, key, value, attention_mask, scaling, *,
-  layer_idx, config, state, stats, memory_mib)` -> `(batch, q_len, heads, head_dim)`;
+  layer_idx, config, state, stats, memory_mib)` -> `(B, Q, H, D)`;
   `dense_attention`.
+
+Tensor shapes in this package's docstrings: B batch, H query heads, H_kv key/value heads (GQA:
+query head h reads KV head h // (H / H_kv)), Q queries of the call or chunk, N keys (the whole KV
+cache), D head dim; other dimensions go by name (`pages`, `words`, `rows`).
 """
 
 from sparse_attention_hub.sparse_attention.attention import (

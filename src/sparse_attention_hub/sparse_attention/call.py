@@ -40,7 +40,7 @@ class _Stream:
 class CallScope:
     """One call: raw tensors as the model passed them, and everything its chunks share.
 
-    query `(batch, heads, q_len, head_dim)`; key / value `(batch, kv_heads, k_len, head_dim)`.
+    query `(B, H, Q, D)`; key / value `(B, H_kv, N, D)`.
     `cache` holds per-call results a masker computes once and reuses in every chunk.
     """
 
@@ -92,7 +92,7 @@ class CallScope:
         return max(1, min(self.q_len, int(self.memory_bytes * CHUNK_SHARE) // per_row))
 
     def uniform(self, draw: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
-        """Rows [start, stop) of draw `draw`: float64 in [0, 1), `(batch, heads, rows, k_len)`.
+        """Rows [start, stop) of draw `draw`: float64 in [0, 1), `(B, H, rows, N)`.
 
         Drawn on CPU (masks are the same on every device) from the call's seeded generator;
         chunks must ask for their rows in order.

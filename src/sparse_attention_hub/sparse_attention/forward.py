@@ -33,7 +33,7 @@ the whole-row path needs no logits matmul): gathered while g * Q * bound <= this
 
 
 def build_mask(config: ResearchAttentionConfig, inputs: MaskInputs) -> torch.Tensor:
-    """Apply the maskers in order from an empty float32 mask, `(batch, heads, q_len, k_len)`."""
+    """Apply the maskers in order from an empty float32 mask, `(B, H, Q, N)`."""
     mask = torch.zeros(inputs.allowed.shape, dtype=torch.float32, device=inputs.queries.device)
     for masker in config.masker_configs:
         mask = masker.add_mask(inputs, mask)
@@ -68,9 +68,9 @@ def sparse_attention_forward(
     memory_mib: int = DEFAULT_MEMORY_MIB,
     query_chunk: int | None = None,
 ) -> torch.Tensor:
-    """Sparse attention output `(batch, q_len, heads, head_dim)` in `query`'s dtype.
+    """Sparse attention output `(B, Q, H, D)` in `query`'s dtype.
 
-    query `(batch, heads, q_len, head_dim)`; key / value `(batch, kv_heads, k_len, head_dim)`, not
+    query `(B, H, Q, D)`; key / value `(B, H_kv, N, D)`, not
     repeated for GQA; `attention_mask` as transformers passes it (None = causal, bool True =
     attend, or additive float). The keys are the whole KV cache: query row i sits at position
     k_len - q_len + i. `memory_mib` bounds the extra memory of the call: it sets the queries
@@ -125,7 +125,7 @@ def sparse_attention_forward(
 def _attend(
     inputs: MaskInputs, mask: torch.Tensor | None, limit: int | None, unit: bool
 ) -> torch.Tensor:
-    """One chunk's float32 output `(batch, heads, q, head_dim)`.
+    """One chunk's float32 output `(B, H, Q, D)`.
 
     Where a masker already computed q . k over whole rows, only V is gathered, and only while
     that costs less than the rest of the whole-row path (docs/methods.md §5.1).

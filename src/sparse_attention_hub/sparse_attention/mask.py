@@ -1,7 +1,7 @@
 """Mask algebra shared by the maskers (docs/methods.md §4): union, candidates, exact top-k, uniform
 sampling.
 
-Masks are float32 `(batch, heads, q_len, k_len)` in [0, 1]: 0 = not selected, p in (0, 1] =
+Masks are float32 `(B, H, Q, N)` in [0, 1]: 0 = not selected, p in (0, 1] =
 selected with inclusion probability p, 1 = deterministic. Selections are bool tensors of the
 same shape. Ties always go to the lower key index.
 """

@@ -2,7 +2,7 @@
 
 A masker is one frozen pydantic config with a `type` literal plus one method,
 `add_mask(inputs, previous) -> mask`: `previous` is the mask built so far, float32
-`(batch, heads, q_len, k_len)` in [0, 1]; the result is the union `clamp(previous + new, 0, 1)`
+`(B, H, Q, N)` in [0, 1]; the result is the union `clamp(previous + new, 0, 1)`
 (built with `mask.union`), never an in-place edit of `previous` (docs/methods.md §4). Sampling
 maskers write each sampled key's inclusion probability; deterministic ones write 1. The registry
 key, the YAML `type` and the module file stem are the same word.
@@ -28,9 +28,9 @@ from sparse_attention_hub.sparse_attention.state import SparseState
 class MaskInputs:
     """Everything a masker may read while building the mask of one query chunk (float32).
 
-    queries `(batch, heads, q_len, head_dim)`: rows [row_start, row_start + q_len) of the call's
-    queries; keys / values `(batch, kv_heads, k_len, head_dim)`, the whole KV cache, not repeated
-    for GQA (query head h reads KV head h // groups); `allowed` `(batch, heads, q_len, k_len)` bool,
+    queries `(B, H, Q, D)`: rows [row_start, row_start + q_len) of the call's
+    queries; keys / values `(B, H_kv, N, D)`, the whole KV cache, not repeated
+    for GQA (query head h reads KV head h // groups); `allowed` `(B, H, Q, N)` bool,
     True where the model's mask lets query i see key j; `bias` the model's finite additive mask or
     None. What a masker computes from keys alone belongs in `scope.cache` (once per call) or the
     state (across calls), never per chunk. `metrics` collects per-call numbers a masker wants
@@ -128,7 +128,7 @@ class MaskInputs:
 
     @cached_property
     def scores(self) -> torch.Tensor:
-        """q . k for every (query head, key), `(batch, heads, q_len, k_len)`, float32."""
+        """q . k for every (query head, key), `(B, H, Q, N)`, float32."""
         return attention_logits(self.queries, self.keys, 1.0)
 
     @cached_property
@@ -145,7 +145,7 @@ class MaskInputs:
         return scores
 
     def per_query_head(self, kv_tensor: torch.Tensor) -> torch.Tensor:
-        """Repeat a `(batch, kv_heads, ...)` tensor to `(batch, heads, ...)` (head h <- h // g)."""
+        """Repeat a `(B, H_kv, ...)` tensor to `(B, H, ...)` (head h <- h // g)."""
         groups = self.groups
         return kv_tensor.repeat_interleave(groups, dim=1) if groups > 1 else kv_tensor
 
@@ -157,7 +157,7 @@ class MaskInputs:
         return max(1, share // max(1, bytes_per_key))
 
     def uniform(self, draw: int = 0) -> torch.Tensor:
-        """This chunk's rows of the call's random draw `draw`, float64 `(batch, heads, q, k)`."""
+        """This chunk's rows of the call's random draw `draw`, float64 `(B, H, Q, N)`."""
         stop = self.row_start + self.n_queries
         return self.scope.uniform(draw, self.row_start, stop, self.queries.device)
 
@@ -178,7 +178,7 @@ class MaskerConfig(BaseModel):
     """`sampling` maskers write probabilities; at most one, and it must come last."""
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
-        """Return `clamp(previous + this masker's selection, 0, 1)`, `(batch, heads, q, k)`."""
+        """Return `clamp(previous + this masker's selection, 0, 1)`, `(B, H, Q, N)`."""
         raise NotImplementedError
 
     def short_name(self) -> str:

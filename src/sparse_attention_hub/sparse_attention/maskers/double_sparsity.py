@@ -78,7 +78,7 @@ class DoubleSparsityTopKConfig(MaskerConfig):
         return add_selected(previous, topk_select(scores, eligible, k))
 
     def key_labels(self, inputs: MaskInputs, channels: torch.Tensor) -> torch.Tensor:
-        """Quantised r channels of every key for every query head, `(batch, heads, k_len, r)`.
+        """Quantised r channels of every key for every query head, `(B, H, N, r)`.
 
         Each key's label depends on that key alone, so labels are kept in the state and only the
         new keys of a call are labelled; K is never repeated per query head (the gather reads a

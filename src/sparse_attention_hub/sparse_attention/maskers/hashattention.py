@@ -55,7 +55,7 @@ def load_weights(path: str) -> dict[str, torch.Tensor]:
 
 
 def apply_mlp(x: torch.Tensor, mlp: Mlp, activation: str) -> torch.Tensor:
-    """Per-head MLP: `(batch, heads, n, d_in)` -> `(batch, heads, n, d_out)`; no act after the last."""
+    """Per-head MLP: `(B, H, n, d_in)` -> `(B, H, n, d_out)`; no act after the last."""
     for index, (weight, bias) in enumerate(mlp):
         x = torch.matmul(x, weight).add_(bias[:, None, :])
         if index < len(mlp) - 1:
@@ -75,12 +75,12 @@ def pack_signs(x: torch.Tensor) -> torch.Tensor:
 
 
 def agreement(query_codes: torch.Tensor, key_codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """bits - 2 * Hamming distance of packed signatures, float32 `(batch, heads, q, n)`.
+    """bits - 2 * Hamming distance of packed signatures, float32 `(B, H, Q, N)`.
 
-    query_codes `(batch, heads, q, bytes)`, key_codes `(batch, heads, n, bytes)`. Equal to the dot
+    query_codes `(B, H, Q, bytes)`, key_codes `(B, H, N, bytes)`. Equal to the dot
     product of the +-1 signatures, read from 1 bit per sign instead of 4 bytes.
     """
-    x = query_codes[..., :, None, :] ^ key_codes[..., None, :, :]  # (B, H, q, n, bytes)
+    x = query_codes[..., :, None, :] ^ key_codes[..., None, :, :]  # (B, H, Q, N, bytes)
     x = x.sub_((x >> 1).bitwise_and_(0x55))  # popcount of every byte (SWAR)
     x = (x >> 2).bitwise_and_(0x33).add_(x.bitwise_and_(0x33))
     x = x.add_(x >> 4).bitwise_and_(0x0F)

@@ -25,7 +25,7 @@ _KEY_DERIVED = ("magicpig_norms_", "magicpig_mnorm_", "magicpig_codes_")  # depe
 
 @dataclass(frozen=True)
 class ContextMean:
-    """Mean of the context keys (keys [0, length)), `(batch, kv_heads, 1, dim)`."""
+    """Mean of the context keys (keys [0, length)), `(B, H_kv, 1, D)`."""
 
     mean: torch.Tensor
     length: int
@@ -36,7 +36,7 @@ class ContextMean:
 
 @dataclass(frozen=True)
 class KeyBits:
-    """SimHash bits of keys [0, length), bit-sliced: `buffer` `(batch, kv_heads, width,
+    """SimHash bits of keys [0, length), bit-sliced: `buffer` `(B, H_kv, width,
     capacity)` uint8 holds key j's sign column c at byte j // 8, bit j % 8 of row c, so one int64
     word covers 64 keys and a table's collisions with a query are a few word operations
     (docs/methods.md §6.10). MagicPIG stores the columns bit-major (`bit_major`).
@@ -54,12 +54,12 @@ class KeyBits:
         return KeyBits(self.buffer, length) if length > 0 else None
 
     def words(self) -> torch.Tensor:
-        """The bits of the live keys as int64 words, `(batch, kv_heads, width, words)`."""
+        """The bits of the live keys as int64 words, `(B, H_kv, width, words)`."""
         used = -(-self.length // 64) * 8
         return self.buffer[..., :used].view(torch.int64)
 
     def extend(self, signs: torch.Tensor) -> KeyBits:
-        """These keys followed by `signs` `(batch, kv_heads, new, width)` bool; reuses
+        """These keys followed by `signs` `(B, H_kv, new, width)` bool; reuses
         the buffer while it has room."""
         start, total = self.length, self.length + signs.shape[-2]
         first, stop = start // 8, -(-total // 8)
@@ -131,9 +131,9 @@ def colliding(
 ) -> torch.Tensor:
     """Keys that collide with each query in at least `matches` (1 or 2) tables, bool.
 
-    query_signs `(batch, kv_heads, rows, tables * bits)` bool, table-major (the query heads of a
-    KV head stacked as rows); key_bits `(batch, kv_heads, bits * tables, words)` int64, bit-major
-    (`bit_major`), 64 keys a word. Returns `(batch, kv_heads, rows, words * 64)`. A table
+    query_signs `(B, H_kv, rows, tables * bits)` bool, table-major (the query heads of a
+    KV head stacked as rows); key_bits `(B, H_kv, bits * tables, words)` int64, bit-major
+    (`bit_major`), 64 keys a word. Returns `(B, H_kv, rows, words * 64)`. A table
     collides where no bit differs: the XOR of the key words with the query's bit (all ones or
     all zeros), ORed over the table's bits one bit at a time (so the work stays in cache).
     Tables go in blocks whose int64 work fits `budget` bytes.
@@ -304,8 +304,8 @@ class MagicPigConfig(MaskerConfig):
     def key_bits(
         self, inputs: MaskInputs, mean: torch.Tensor | None, planes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bits `(batch, kv_heads, bits * tables, words)` int64, bit-major (`KeyBits.words`), and norms
-        ||k - mu|| `(batch, kv_heads, k_len, 1)` of all keys, cached and extended key by key.
+        """Bits `(B, H_kv, bits * tables, words)` int64, bit-major (`KeyBits.words`), and norms
+        ||k - mu|| `(B, H_kv, N, 1)` of all keys, cached and extended key by key.
 
         With `mips` the bits depend on M_norm = max norm over the current keys, per (batch, KV
         head); when it differs from the one the cached bits were hashed with, all are recomputed

@@ -25,7 +25,7 @@ from sparse_attention_hub.sparse_attention.quantize import pseudo_quantize
 
 
 def page_bounds(keys: torch.Tensor, page_size: int, label_bits: int) -> torch.Tensor:
-    """Per-page channel min and max of `keys` `(batch, kv_heads, n, dim)`.
+    """Per-page channel min and max of `keys` `(B, H_kv, N, D)`.
 
     Returns `(batch, kv_heads, ceil(n / page_size), 2 * dim)`: mins then maxs, pseudo-quantised
     along the channels when `label_bits` < 16. The last page may be partial.
@@ -42,10 +42,10 @@ def page_bounds(keys: torch.Tensor, page_size: int, label_bits: int) -> torch.Te
 
 
 def page_scores(queries: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """Upper bound of q . k per page: sum_d max(q_d m_d, q_d M_d), `(batch, heads, q_len, pages)`.
+    """Upper bound of q . k per page: sum_d max(q_d m_d, q_d M_d), `(B, H, Q, pages)`.
 
     Computed as q+ . M + q- . m (positive / negative parts of q): two matmuls, no 5-D tensor.
-    `low` / `high` are per query head, `(batch, heads, pages, dim)`.
+    `low` / `high` are per query head, `(B, H, pages, D)`.
     """
     scores = queries.clamp(min=0) @ high.transpose(-1, -2)
     return scores + queries.clamp(max=0) @ low.transpose(-1, -2)
