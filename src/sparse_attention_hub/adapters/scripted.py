@@ -27,6 +27,7 @@ class ScriptedAdapter(ModelAdapter):
     """Answers `answers[question]` (or `answer_fn(context, question)`, else `default`).
 
     `delay_s` sleeps per request, to give jobs a duration. Every call is recorded in `calls`.
+    Subclasses that add behaviour per request (faults, logs) override `answer_all`.
     """
 
     def __init__(

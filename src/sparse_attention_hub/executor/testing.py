@@ -85,16 +85,11 @@ class FaultAdapter(ScriptedAdapter):
         }
         (job_dir / "device.json").write_text(json.dumps(probe))
 
-    def process_request(
-        self,
-        request: Request,
-        generation_kwargs: Mapping[str, Any],
-        request_kwargs: Mapping[str, Any],
-        on_answer: AnswerCallback | None = None,
-    ) -> RequestResponse:
+    def answer_all(self, request: Request, on_answer: AnswerCallback | None) -> RequestResponse:
+        """Fire the job's fault when it is due, then answer, logging each id before its save."""
         job = self.job
         if job is None:  # used outside a benchmark run: no job, no faults
-            return super().process_request(request, generation_kwargs, request_kwargs)
+            return super().answer_all(request, on_answer)
         job.requests += 1
         rule = job.rule
         action = rule.get("action")
@@ -123,7 +118,7 @@ class FaultAdapter(ScriptedAdapter):
             if on_answer is not None:
                 on_answer(index, answer, info)
 
-        return self.answer_all(request, logged)
+        return super().answer_all(request, logged)
 
     def _claim_fault(self, job_dir: Path, rule: Mapping[str, Any]) -> bool:
         fired = job_dir / _FIRED
