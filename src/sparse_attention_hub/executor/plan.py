@@ -25,7 +25,7 @@ from sparse_attention_hub.executor.results import changed_inputs, inspect_job
 from sparse_attention_hub.executor.spec import AdapterConfig, ExperimentSpec
 from sparse_attention_hub.hashing import canonical_json, json_sha256
 from sparse_attention_hub.result_files import JOB_FILES, LOCK_FILE, RUN_FILES
-from sparse_attention_hub.sparse_attention.config import config_fingerprint
+from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig, config_fingerprint
 
 MAX_PATH_PART = 120
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
@@ -46,7 +46,7 @@ class Job:
     job_id: str  # result dir relative to the base, posix: model/sparse/benchmark_subset
     model: str
     sparse_name: str
-    sparse_config: Any  # SparseAttentionConfig | None (dense)
+    sparse_config: ResearchAttentionConfig | None  # None: dense
     benchmark: str
     subset: str
     data_path: str | None
