@@ -12,7 +12,8 @@ import pytest
 
 from sparse_attention_hub.adapters.base import AnswerCallback, Request, RequestResponse
 from sparse_attention_hub.adapters.scripted import ScriptedAdapter
-from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.averages import mean_of, mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.loading import normalise_rows
 from sparse_attention_hub.benchmark.results_io import read_predictions, read_raw_results
 from sparse_attention_hub.errors import ConfigError, DatasetLoadError, UnknownNameError

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from sparse_attention_hub.benchmark._math_answer import answer_text, integer_value
-from sparse_attention_hub.benchmark.base import Benchmark, mean_percent
+from sparse_attention_hub.benchmark.averages import mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
 from sparse_attention_hub.benchmark.registry import register_benchmark
 

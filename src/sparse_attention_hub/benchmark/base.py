@@ -8,7 +8,6 @@ raises costs that task's score, never the predictions.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ import pandas as pd
 
 from sparse_attention_hub.adapters.base import ModelAdapter, Request
 from sparse_attention_hub.adapters.request_kwargs import check_request_kwargs
+from sparse_attention_hub.benchmark.averages import mean_of, mean_percent
 from sparse_attention_hub.benchmark.bundle import JobTarget, Plan, run_jobs, timing_totals
 from sparse_attention_hub.benchmark.grouping import RequestGroup, group_requests, limit_groups
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
@@ -414,15 +414,3 @@ class Benchmark(ABC):
         if job_info:
             record["job"] = dict(job_info)
         return record
-
-
-def mean_percent(values: pd.Series | Sequence[float]) -> float | None:
-    """100 x mean of the non-missing values; None when there are none (never divides by zero)."""
-    series = pd.Series(values, dtype="float64").dropna()
-    return None if series.empty else float(series.mean() * 100.0)
-
-
-def mean_of(values: Sequence[float | None]) -> float | None:
-    """Unweighted mean of the values that exist; None when none do."""
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(present) / len(present) if present else None

@@ -14,7 +14,8 @@ import pandas as pd
 
 from sparse_attention_hub.benchmark import loading
 from sparse_attention_hub.benchmark._infinite_bench_scorers import LENIENT, SCORERS
-from sparse_attention_hub.benchmark.base import Benchmark, mean_percent
+from sparse_attention_hub.benchmark.averages import mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.registry import register_benchmark
 
 CHOICE_TASKS = ("code_debug", "longbook_choice_eng")

@@ -19,7 +19,8 @@ import pandas as pd
 from sparse_attention_hub.benchmark import loading
 from sparse_attention_hub.benchmark._longbench_metrics import METRICS
 from sparse_attention_hub.benchmark._longbench_prompts import CHINESE_PROMPTS, build_rows
-from sparse_attention_hub.benchmark.base import Benchmark, mean_of, mean_percent
+from sparse_attention_hub.benchmark.averages import mean_of, mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.benchmark.scorers import scorer_backends
 from sparse_attention_hub.errors import DatasetLoadError

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from sparse_attention_hub.benchmark.base import Benchmark, mean_percent
+from sparse_attention_hub.benchmark.averages import mean_percent
+from sparse_attention_hub.benchmark.base import Benchmark
 from sparse_attention_hub.benchmark.registry import register_benchmark
 from sparse_attention_hub.benchmark.scorers import parse_literal_dict, rouge_scores
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from sparse_attention_hub.benchmark.base import mean_of, mean_percent
+from sparse_attention_hub.benchmark.averages import mean_of, mean_percent
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
