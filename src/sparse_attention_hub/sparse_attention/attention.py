@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from sparse_attention_hub.sparse_attention.bools import any_last, as_bytes, neg_inf_unless, to_float
 from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB
 
 DENSE_ENTRY_BYTES = 24
@@ -104,21 +105,36 @@ def weighted_attention(
         selected = allowed
         fallback = torch.zeros(logits.shape[:-1], dtype=torch.bool, device=logits.device)
     else:
-        selected = allowed & (mask > 0)
-        fallback = ~selected.any(dim=-1) & allowed.any(dim=-1)
-        selected = torch.where(fallback[..., None], allowed, selected)
-        if not unit_mask:
-            probs = mask.float().clamp_min(1e-30).masked_fill_(fallback[..., None], 1.0)
-    masked = logits.masked_fill(~selected, float("-inf"))
+        selected = allowed & mask.bool()  # mask >= 0: selected where nonzero
+        fallback = ~any_last(selected) & any_last(allowed)
+        selected = selected | (fallback[..., None] & allowed)  # selected is empty there
+        if not unit_mask:  # p in (0, 1]: max(p, 1) = 1 on fallback rows, max(p, 0) = p
+            probs = torch.maximum(mask.float().clamp_min(1e-30), to_float(fallback[..., None]))
+    masked = neg_inf_unless(logits, selected)
     row_max = masked.amax(dim=-1, keepdim=True)
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    weights = masked.sub_(row_max).exp_()  # 0 on unselected keys (exp(-inf))
+    weights = exp_selected(masked.sub_(row_max), selected)
     if probs is not None:
         weights = weights.div_(probs)  # 0 / p stays 0 on unselected keys
     denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     output = grouped_matmul(weights.div_(denominator), values.float())
     dtype = queries.dtype if out_dtype is None else out_dtype
     return output.transpose(1, 2).contiguous().to(dtype), fallback
+
+
+EXP_FLOOR = -87.0
+"""exp() of a float32 below about -87.3 underflows (denormal or 0), and CPU exp kernels take a
+scalar path 5-25x slower for such inputs and for -inf (docs/methods.md §5.2)."""
+
+
+def exp_selected(shifted: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """exp(shifted) on selected entries, 0 elsewhere, in place of `shifted` (max <= 0 per row).
+
+    Inputs are raised to `EXP_FLOOR` first so no entry takes the slow underflow path; a selected
+    entry below it gets exp(-87) ~ 1.6e-38 instead of a smaller denormal or 0, far below float32
+    rounding of a row sum that is at least 1 (the row's maximum contributes exp(0)).
+    """
+    return shifted.clamp_min_(EXP_FLOOR).exp_().mul_(to_float(selected))
 
 
 def dense_attention(
@@ -178,7 +194,7 @@ def gathered_attention(
     batch, heads, q_len, dim = queries.shape
     kv_heads = keys.shape[1]
     n_keys = keys.shape[2]
-    index = selected.to(torch.uint8).topk(limit, dim=-1, sorted=False).indices  # (B, H, Q, K)
+    index = as_bytes(selected).topk(limit, dim=-1, sorted=False).indices  # (B, H, Q, K)
     valid = selected.gather(-1, index)
     # rows of the flattened (B * H_kv * N, D) keys: query head h reads KV head h // g, so K and
     # V are never repeated; index_select copies whole rows (far faster than an expanded gather)

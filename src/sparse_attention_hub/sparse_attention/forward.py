@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from sparse_attention_hub.sparse_attention.attention import gathered_attention, weighted_attention
+from sparse_attention_hub.sparse_attention.bools import count_last
 from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB, CallScope
 from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig
 from sparse_attention_hub.sparse_attention.maskers.base import MaskInputs
@@ -135,7 +136,7 @@ def _attend(
     if scores is not None and rows_gathered > GATHERED_V_ROWS_PER_KEY * inputs.n_keys:
         limit = None
     if mask is not None and limit is not None:
-        selected = inputs.allowed & (mask > 0)
+        selected = inputs.allowed & mask.bool()
         return gathered_attention(
             inputs.queries,
             inputs.scope.key,
@@ -183,13 +184,13 @@ class _CallRecord:
     def add(
         self, inputs: MaskInputs, mask: torch.Tensor | None, output: torch.Tensor, error: bool
     ) -> None:
-        allowed_rows = inputs.allowed.sum(dim=-1)
+        allowed_rows = count_last(inputs.allowed)
         self._add("allowed", allowed_rows.sum())
         if mask is None:
             self._add("selected", allowed_rows.sum())
             self._add("fallback", torch.zeros((), dtype=torch.long, device=allowed_rows.device))
         else:
-            selected_rows = (inputs.allowed & (mask > 0)).sum(dim=-1)
+            selected_rows = count_last(inputs.allowed & mask.bool())
             fallback = (selected_rows == 0) & (allowed_rows > 0)
             self._add("selected", torch.where(fallback, allowed_rows, selected_rows).sum())
             self._add("fallback", fallback.sum())

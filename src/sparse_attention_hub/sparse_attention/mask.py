@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import torch
 
+from sparse_attention_hub.sparse_attention.bools import (
+    count_last,
+    cumcount_last,
+    neg_inf_unless,
+    to_float,
+)
+
 
 def union(previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     """`clamp(previous + new, 0, 1)` as a new float32 tensor; `previous` is never modified."""
+    if new.dtype == torch.bool:
+        new = to_float(new)
     return (previous + new.to(torch.float32)).clamp_(0.0, 1.0)
 
 
 def candidates(allowed: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """Allowed entries not selected yet (`previous == 0`), bool."""
-    return allowed & (previous == 0)
+    return allowed & ~previous.bool()
 
 
 def topk_select(scores: torch.Tensor, eligible: torch.Tensor, k: int) -> torch.Tensor:
@@ -31,12 +40,12 @@ def topk_select(scores: torch.Tensor, eligible: torch.Tensor, k: int) -> torch.T
         return torch.zeros_like(eligible)
     if k >= n_keys:
         return eligible.clone()
-    masked = scores.masked_fill(~eligible, float("-inf"))
+    masked = neg_inf_unless(scores, eligible)
     kth = torch.topk(masked, k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
     above = (masked > kth) & eligible
     tied = (masked == kth) & eligible
-    missing = k - above.sum(dim=-1, keepdim=True)
-    return above | (tied & (tied.cumsum(dim=-1) <= missing))
+    missing = k - count_last(above, keepdim=True, dtype=torch.int32)
+    return above | (tied & (cumcount_last(tied) <= missing))
 
 
 def sample_select(

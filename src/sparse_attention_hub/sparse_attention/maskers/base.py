@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sparse_attention_hub.registry import Registry
 from sparse_attention_hub.sparse_attention.attention import allowed_entries, attention_logits
+from sparse_attention_hub.sparse_attention.bools import neg_inf_unless, set_where
 from sparse_attention_hub.sparse_attention.call import CHUNK_SHARE, CallScope
 from sparse_attention_hub.sparse_attention.state import SparseState
 
@@ -137,7 +138,7 @@ class MaskInputs:
         logits = self.scores * self.scaling
         if self.bias is not None:
             logits = logits + self.bias
-        return logits.masked_fill(~self.allowed, float("-inf"))
+        return neg_inf_unless(logits, self.allowed)
 
     def known_scores(self) -> torch.Tensor | None:
         """`scores` if a masker already computed them for this chunk, else None (never computes)."""
@@ -221,7 +222,7 @@ class MaskerConfig(BaseModel):
 def add_selected(previous: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     """`mask.union(previous, selected)` for a deterministic bool selection (p = 1), in one op:
     `previous` is in [0, 1], so clamp(previous + 1, 0, 1) is 1 on the selection (docs/methods.md §4)."""
-    return previous.masked_fill(selected, 1.0)
+    return set_where(previous, selected)
 
 
 MASKERS: Registry[type[MaskerConfig]] = Registry("masker")

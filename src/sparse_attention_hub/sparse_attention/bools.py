@@ -1,0 +1,62 @@
+"""Row reductions and fills over bool selections, through kernels that are vectorised on CPU.
+
+On CPU, torch runs `masked_fill`, `where`, bool-to-float casts and reductions of bool tensors
+(`any`, `sum`, `cumsum`) as scalar loops: over a (B, H, Q, N) selection they cost 5-80x what
+float arithmetic over the same entries costs (docs/methods.md §5.2 has the measured figures),
+and a sparse attention call makes a dozen such passes. The same results come from a uint8 view
+of the selection (bool and uint8 share one byte per entry, values 0 / 1) and from float
+`minimum` / `maximum`, which are vectorised. Every function here returns exactly what the plain
+op returns; on a GPU both are fast and these cost the same.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def as_bytes(selection: torch.Tensor) -> torch.Tensor:
+    """The bool `selection` as uint8 0 / 1, a view (no copy, any strides)."""
+    return selection.view(torch.uint8)
+
+
+def any_last(selection: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """`selection.any(dim=-1)`, bool."""
+    if selection.shape[-1] == 0:  # max over nothing is undefined; any() of nothing is False
+        shape = (*selection.shape[:-1], 1) if keepdim else selection.shape[:-1]
+        return torch.zeros(shape, dtype=torch.bool, device=selection.device)
+    return as_bytes(selection).amax(dim=-1, keepdim=keepdim).bool()
+
+
+def count_last(
+    selection: torch.Tensor, keepdim: bool = False, dtype: torch.dtype = torch.int64
+) -> torch.Tensor:
+    """`selection.sum(dim=-1)` (True entries per row) in `dtype`."""
+    return as_bytes(selection).sum(dim=-1, keepdim=keepdim, dtype=dtype)
+
+
+def cumcount_last(selection: torch.Tensor) -> torch.Tensor:
+    """`selection.cumsum(dim=-1)` as int32 (rows are shorter than 2**31)."""
+    return as_bytes(selection).cumsum(dim=-1, dtype=torch.int32)
+
+
+def to_float(selection: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`selection.to(dtype)`: 1.0 where True, 0.0 elsewhere."""
+    return as_bytes(selection).to(dtype)
+
+
+def neg_inf_unless(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """`values.masked_fill(~keep, -inf)` as a new tensor (`keep` broadcasts to `values`).
+
+    min(v, +inf) = v and min(v, -inf) = -inf, so the bound +inf / -inf built from `keep` by
+    arithmetic (2 * keep - 1) * inf does what the fill does (NaN stays NaN where kept).
+    """
+    bound = to_float(keep, values.dtype).mul_(2.0).sub_(1.0).mul_(float("inf"))
+    return torch.minimum(values, bound)
+
+
+def set_where(mask: torch.Tensor, selection: torch.Tensor) -> torch.Tensor:
+    """`mask.masked_fill(selection, 1.0)` for a float mask with values in [0, 1], new tensor.
+
+    m + 1 >= 1 on the selection, so clamping at 1 gives exactly 1 there; m + 0 = m elsewhere.
+    """
+    return (mask + as_bytes(selection)).clamp_max_(1.0)
