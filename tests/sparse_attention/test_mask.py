@@ -39,8 +39,11 @@ def test_topk_select_matches_definition_with_ties_to_lower_index(
 ) -> None:
     generator = torch.Generator().manual_seed(seed)
     scores = torch.randint(0, levels, (3, cols), generator=generator).float()  # many ties
+    scores = scores - levels // 2  # integers in [-levels, levels], negative ones too
     eligible = torch.rand(3, cols, generator=generator) > 0.3
     chosen = topk_select(scores, eligible, k)
+    # the histogram path for integer scores picks the very same entries
+    assert torch.equal(topk_select(scores, eligible, k, levels=levels), chosen)
     for row in range(3):
         ranked = sorted(
             (j for j in range(cols) if eligible[row, j]), key=lambda j: (-scores[row, j].item(), j)

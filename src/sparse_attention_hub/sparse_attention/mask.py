@@ -30,22 +30,48 @@ def candidates(allowed: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     return allowed & ~previous.bool()
 
 
-def topk_select(scores: torch.Tensor, eligible: torch.Tensor, k: int) -> torch.Tensor:
+def topk_select(
+    scores: torch.Tensor, eligible: torch.Tensor, k: int, levels: int | None = None
+) -> torch.Tensor:
     """The `k` highest-scoring eligible entries of every row (all of them if fewer), bool.
 
     Exact tie rule: every entry above the k-th value, then the lowest-index entries equal to it.
+    `levels`: the scores are integers in [-levels, levels] (signature agreements), so the k-th
+    value is read from a histogram of their 2 * levels + 1 values instead of a top-k over N;
+    same result.
     """
     n_keys = scores.shape[-1]
     if k <= 0:
         return torch.zeros_like(eligible)
     if k >= n_keys:
         return eligible.clone()
-    masked = neg_inf_unless(scores, eligible)
-    kth = torch.topk(masked, k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+    if levels is None:
+        masked = neg_inf_unless(scores, eligible)
+        kth = torch.topk(masked, k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+    else:
+        masked, kth = scores, _kth_of_levels(scores, eligible, k, levels)
     above = (masked > kth) & eligible
     tied = (masked == kth) & eligible
     missing = k - count_last(above, keepdim=True, dtype=torch.int32)
     return above | (tied & (cumcount_last(tied) <= missing))
+
+
+def _kth_of_levels(
+    scores: torch.Tensor, eligible: torch.Tensor, k: int, levels: int
+) -> torch.Tensor:
+    """The k-th largest eligible score per row, `(..., 1)` float32; -inf where fewer than k."""
+    # bucket 0 holds the ineligible entries, bucket v + levels + 1 the eligible value v
+    bucket = (scores + (levels + 1)).mul_(to_float(eligible, scores.dtype)).long()
+    histogram = torch.zeros(
+        (*scores.shape[:-1], 2 * levels + 2), dtype=torch.int32, device=scores.device
+    )
+    histogram.scatter_add_(-1, bucket, torch.ones_like(bucket, dtype=torch.int32))
+    # at_least[j]: eligible entries scoring >= levels - j; the k-th value is levels - (first j
+    # with at_least[j] >= k), and there is none when the row has fewer than k eligible entries
+    at_least = histogram[..., 1:].flip(-1).cumsum(dim=-1, dtype=torch.int32)
+    first = (at_least < k).sum(dim=-1, keepdim=True, dtype=torch.int32)
+    kth = (levels - first).to(torch.float32)
+    return kth.masked_fill_(first > 2 * levels, float("-inf"))
 
 
 def sample_select(

@@ -129,7 +129,8 @@ class HashAttentionTopKConfig(MaskerConfig):
         query_codes = pack_signs(apply_mlp(inputs.queries, query_mlp, self.hat_mlp_activation))
         scores = agreement(query_codes, key_codes, self.hat_bits)
         eligible = candidates(inputs.allowed, previous)
-        return add_selected(previous, topk_select(scores, eligible, k))
+        selected = topk_select(scores, eligible, k, levels=self.hat_bits)
+        return add_selected(previous, selected)
 
     def layer_weights(
         self, layer_idx: int, dim: int, heads: int, device: torch.device
