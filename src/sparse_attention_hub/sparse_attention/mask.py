@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from sparse_attention_hub.sparse_attention.bools import (
+    as_bytes,
     count_last,
     cumcount_last,
     neg_inf_unless,
@@ -124,7 +125,7 @@ def _select_rows(
     histogram = torch.zeros(
         (*eligible.shape[:-1], buckets + 1), dtype=torch.int32, device=eligible.device
     )
-    histogram.scatter_add_(-1, bucket, eligible.to(torch.int32))  # eligible entries only
+    histogram.scatter_add_(-1, bucket, as_bytes(eligible).to(torch.int32))  # eligible only
     cumulative = histogram.cumsum(dim=-1, dtype=torch.int32)
     del histogram
     wanted = counts.clamp(0, limit).to(torch.int32).unsqueeze(-1)
@@ -136,14 +137,16 @@ def _select_rows(
     chosen = (bucket < boundary) & eligible
     del bucket
     ranked = min(_BUCKET_TOP, n_keys)
-    order = noise.masked_fill(~members, 2.0).topk(ranked, dim=-1, largest=False).indices
+    # keys are < 1: max(key, 2) = 2 moves every non-member past the members
+    outside = to_float(~members, noise.dtype).mul_(2.0)
+    order = torch.maximum(noise, outside).topk(ranked, dim=-1, largest=False).indices
     take = torch.arange(ranked, device=order.device) < need
     chosen |= torch.zeros_like(chosen).scatter_(-1, order, take)
     # more than `ranked` wanted members in the boundary bucket (uniform keys: never): the rest
     # by lowest index, so the count stays exact whatever the keys
     rest = members & ~chosen
     missing = (need - ranked).clamp_min(0)
-    return chosen | (rest & (rest.cumsum(dim=-1, dtype=torch.int32) <= missing))
+    return chosen | (rest & (cumcount_last(rest) <= missing))
 
 
 _BLOCK_ENTRIES = 1 << 16

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from sparse_attention_hub.sparse_attention.bools import count_last, to_float
 from sparse_attention_hub.sparse_attention.budget import (
     BaseRate,
     Offset,
@@ -52,12 +53,12 @@ class AdaptiveSamplingConfig(MaskerConfig):
         end = n_keys - effective_size(self.local_offset, n_keys)
         columns = torch.arange(n_keys, device=previous.device)
         residual = candidates(inputs.allowed, previous) & (columns >= start) & (columns < end)
-        n = residual.sum(dim=-1)  # (B, H, Q); rows with n = 0 draw nothing
+        n = count_last(residual)  # (B, H, Q); rows with n = 0 draw nothing
         logits = inputs.logits
         row_max = logits.amax(dim=-1, keepdim=True)
         row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
         weights = (logits - row_max).exp_()  # 0 on disallowed entries
-        static = (weights * ((previous > 0) & inputs.allowed)).sum(dim=-1)
+        static = (weights * to_float(previous.bool() & inputs.allowed)).sum(dim=-1)
 
         if isinstance(self.base_rate_sampling, int):
             base = torch.full_like(n, self.base_rate_sampling)
@@ -67,10 +68,15 @@ class AdaptiveSamplingConfig(MaskerConfig):
             limit = max(effective_size(self.base_rate_sampling, n_keys), 2)
         base = torch.minimum(torch.maximum(base, n.clamp(max=2)), n)
         base_sample = sample_select(residual, base, inputs.uniform(0), limit)
-        sampled = weights * base_sample
+        sampled = weights * to_float(base_sample)
         count = base.double().clamp_min(1)
         mean = sampled.double().sum(dim=-1) / count
-        deviation = weights.double().sub_(mean.unsqueeze(-1)).pow_(2).mul_(base_sample)
+        deviation = (
+            weights.double()
+            .sub_(mean.unsqueeze(-1))
+            .pow_(2)
+            .mul_(to_float(base_sample, torch.float64))
+        )
         square_dev = deviation.sum(dim=-1)  # in place: one float64 row-sized temporary
         del deviation, sampled, weights, base_sample
         sigma = torch.where(base >= 2, (square_dev / (count - 1).clamp_min(1)).sqrt(), 0.0)
@@ -84,7 +90,7 @@ class AdaptiveSamplingConfig(MaskerConfig):
         probability = budget.float() / n.clamp_min(1).float()
         active = n > 0
         inputs.add_metric("adaptive_budget_mean", (budget * active).sum().float(), active.sum())
-        return union(previous, chosen * probability.unsqueeze(-1))
+        return union(previous, to_float(chosen).mul_(probability.unsqueeze(-1)))
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:

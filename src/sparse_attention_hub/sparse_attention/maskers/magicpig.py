@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import model_validator
 
+from sparse_attention_hub.sparse_attention.bools import as_bytes, to_float
 from sparse_attention_hub.sparse_attention.budget import PositiveInt
 from sparse_attention_hub.sparse_attention.mask import candidates, union
 from sparse_attention_hub.sparse_attention.maskers.base import MASKERS, MaskerConfig, MaskInputs
@@ -106,16 +107,16 @@ def collision_probability(
     """
     per_table = cosine.double().clamp_(-1.0, 1.0).arccos_().div_(math.pi).neg_().add_(1.0)
     per_table.pow_(bits)  # (1 - theta / pi) ** bits
-    certain = per_table >= 1.0
+    uncertain = to_float(per_table < 1.0, torch.float64)  # x * 0 = 0: every value is finite
 
     def log_miss() -> torch.Tensor:  # log(1 - P), P kept below 1
         return per_table.clamp(max=1.0 - 1e-16).neg_().log1p_()
 
-    miss_all = log_miss().mul_(tables).exp_().masked_fill_(certain, 0.0)
+    miss_all = log_miss().mul_(tables).exp_().mul_(uncertain)
     if matches == 1:
         return miss_all.neg_().add_(1.0)
     rest_miss = log_miss().mul_(tables - 1).exp_()  # (1 - P) ** (L - 1)
-    one = per_table.mul_(tables).mul_(rest_miss).masked_fill_(certain, 0.0)  # L P (1 - P)^(L-1)
+    one = per_table.mul_(tables).mul_(rest_miss).mul_(uncertain)  # L P (1 - P)^(L-1)
     del rest_miss
     return miss_all.neg_().add_(1.0).sub_(one).clamp_min_(0.0)
 
@@ -266,9 +267,11 @@ class MagicPigConfig(MaskerConfig):
         del q_dot
         probability = collision_probability(cosine, self.lsh_k, self.lsh_l, self.min_table_matches)
         del cosine
-        sampled = probability.float().clamp_min_(_MIN_PROBABILITY).mul_(selected)
+        sampled = probability.float().clamp_min_(_MIN_PROBABILITY).mul_(to_float(selected))
         del probability
-        inputs.add_metric("magicpig_mean_p", sampled.sum(), selected.sum())
+        inputs.add_metric(
+            "magicpig_mean_p", sampled.sum(), as_bytes(selected).sum(dtype=torch.int64)
+        )
         return union(previous, sampled)
 
     def context_mean(self, inputs: MaskInputs) -> torch.Tensor | None:

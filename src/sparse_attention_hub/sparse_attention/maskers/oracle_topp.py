@@ -12,6 +12,7 @@ from typing import Literal
 
 import torch
 
+from sparse_attention_hub.sparse_attention.bools import any_last, to_float
 from sparse_attention_hub.sparse_attention.budget import Fraction
 from sparse_attention_hub.sparse_attention.mask import candidates
 from sparse_attention_hub.sparse_attention.maskers.base import (
@@ -34,10 +35,14 @@ class OracleTopPConfig(MaskerConfig):
         eligible = candidates(inputs.allowed, previous)
         if self.top_p >= 1.0:
             return add_selected(previous, eligible)
-        has_allowed = inputs.allowed.any(dim=-1, keepdim=True)
-        probs = torch.softmax(inputs.logits.masked_fill(~has_allowed, 0.0), dim=-1)
-        probs = probs.masked_fill_(~inputs.allowed, 0.0)
-        covered = (probs * ((previous > 0) & inputs.allowed)).sum(dim=-1, keepdim=True)
+        # a row with no allowed key is all -inf: raised to 0 (max(-inf, 0)) so softmax stays
+        # finite; other rows are raised to -inf, which changes nothing
+        has_allowed = any_last(inputs.allowed, keepdim=True)
+        floor = torch.zeros(has_allowed.shape, device=has_allowed.device)
+        floor = floor.masked_fill_(has_allowed, float("-inf"))
+        probs = torch.softmax(torch.maximum(inputs.logits, floor), dim=-1)
+        probs = probs.mul_(to_float(inputs.allowed))  # probs are finite: x * 0 = 0
+        covered = (probs * to_float(previous.bool() & inputs.allowed)).sum(dim=-1, keepdim=True)
         return add_selected(previous, top_p_select(probs, eligible, covered, self.top_p))
 
     @classmethod
@@ -65,7 +70,7 @@ def top_p_select(
     whose largest key is still taken (a bucket's largest key has G = the mass of the buckets
     above it). Same set as a stable sort's cumulative sum, up to float rounding of the sums.
     """
-    values = probs.masked_fill(~eligible, 0.0).contiguous()
+    values = (probs * to_float(eligible)).contiguous()  # probs >= 0 and finite: +0 off eligible
     bits = values.view(torch.int32)
     weights = values.clone()  # the mass still in the chosen bucket, zeroed level by level
     digits = bits.view(torch.uint8).unflatten(-1, (-1, 4))  # the 4 bytes of every value
@@ -86,5 +91,5 @@ def top_p_select(
             everything = covered + mass.sum(dim=-1, keepdim=True) < top_p
         above = above_bucket.gather(-1, chosen)
         prefix = (prefix << 8) | chosen.to(torch.int32)
-        weights = weights.masked_fill_(digit != chosen, 0.0)  # keep the chosen bucket only
+        weights = weights.mul_(to_float(digit == chosen))  # keep the chosen bucket only
     return eligible & (((bits >= prefix) & found) | everything)

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from sparse_attention_hub.sparse_attention.bools import count_last, to_float
 from sparse_attention_hub.sparse_attention.budget import Fraction, effective_size
 from sparse_attention_hub.sparse_attention.mask import candidates, sample_select, union
 from sparse_attention_hub.sparse_attention.maskers.base import (
@@ -29,14 +30,14 @@ class RandomSamplingConfig(MaskerConfig):
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         eligible = candidates(inputs.allowed, previous)
-        available = eligible.sum(dim=-1)
+        available = count_last(eligible)
         wanted = effective_size(self.sampling_rate, inputs.n_keys)
         counts = available.clamp(max=wanted)
         if wanted == 0:
             return previous.clone()
         chosen = sample_select(eligible, counts, inputs.uniform(), wanted)
         probability = counts.float() / available.clamp_min(1).float()
-        return union(previous, chosen * probability.unsqueeze(-1))
+        return union(previous, to_float(chosen).mul_(probability.unsqueeze(-1)))
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
