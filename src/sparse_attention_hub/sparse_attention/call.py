@@ -27,6 +27,10 @@ at most 67 measured for any masker by `benchmarks/maskers.py`'s dispatch-mode co
 CHUNK_SHARE = 0.85
 """Share of the budget the query chunks may use; the rest is for key-side work done once per
 call (per-call caches, new rows of the state's key caches)."""
+CPU_CHUNK_ENTRIES = 1 << 20
+"""On CPU, a chunk holds at most this many (batch, head, query, key) entries (4 MiB per float32
+tensor), so the dozen passes over it run from cache rather than memory: at Q = 32, N = 16k a call
+takes 1.5-2x less time than in one chunk (docs/methods.md §5.2). GPUs take whole budget chunks."""
 _SKIP_BLOCK = 1 << 22  # numbers discarded per call when a draw starts mid-stream
 
 
@@ -86,10 +90,15 @@ class CallScope:
 
     def chunk_rows(self, extra_row_bytes: int = 0) -> int:
         """Queries per chunk so that a chunk's (B, H, rows, N) working set (plus
-        `extra_row_bytes` per query row) fits the budget; at least one row (a row is not split:
-        past about budget / (B * H * 72 bytes) keys, one row alone exceeds the budget)."""
+        `extra_row_bytes` per query row) fits the budget, and on CPU the cache
+        (`CPU_CHUNK_ENTRIES`); at least one row (a row is not split: past about
+        budget / (B * H * 72 bytes) keys, one row alone exceeds the budget)."""
         per_row = self.row_bytes(extra_row_bytes)
-        return max(1, min(self.q_len, int(self.memory_bytes * CHUNK_SHARE) // per_row))
+        rows = max(1, min(self.q_len, int(self.memory_bytes * CHUNK_SHARE) // per_row))
+        if self.query.device.type == "cpu":
+            entries = self.query.shape[0] * self.query.shape[1] * self.k_len
+            rows = min(rows, max(1, CPU_CHUNK_ENTRIES // max(1, entries)))
+        return rows
 
     def uniform(self, draw: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
         """Rows [start, stop) of draw `draw`: float64 in [0, 1), `(B, H, rows, N)`.
