@@ -3,7 +3,9 @@
 Every preset, plus HashAttention and Double Sparsity (sink 4 + local 64 + 10% top-k) with random
 weight / channel files written to a temporary directory (timing only: the files are not trained).
 Per masker and key count N: ms per call for a decode step (Q = 1) and a question prefill
-(Q = 32), the ratio to `torch.nn.functional.scaled_dot_product_attention` on the same shapes,
+(Q = 32), the ratio to `torch.nn.functional.scaled_dot_product_attention` on the same shapes
+(in one process whose malloc keeps freed memory, as `sah`'s CPU workers do; `--malloc-default`
+leaves it as it is),
 and the peak extra memory of one call (tensors created during the call, inputs excluded, counted
 by a dispatch mode, so the figure is the same on any device). Shapes of SmolLM2-135M by default
 (B=1, H=9, H_kv=3, D=64). The state is warmed first, so each timed call is a steady-state call:
@@ -33,6 +35,7 @@ from safetensors.torch import save_file
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from sparse_attention_hub.adapters.cpu_memory import keep_freed_memory
 from sparse_attention_hub.sparse_attention import (
     DEFAULT_MEMORY_MIB,
     DoubleSparsityTopKConfig,
@@ -201,8 +204,14 @@ def main() -> None:
     parser.add_argument("--long-queries", type=int, default=256)
     parser.add_argument("--long-heads", type=int, default=32)
     parser.add_argument("--long-kv-heads", type=int, default=8)
+    parser.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="leave glibc's malloc thresholds as they are (sah's CPU workers raise them)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    kept = False if args.malloc_default else keep_freed_memory()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     directory = tempfile.TemporaryDirectory()
     work = Path(directory.name)
@@ -211,7 +220,8 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}, {args.dtype}, "
         f"B=1, H={args.heads}, H_kv={args.kv_heads}, D={args.head_dim}, layer {args.layer}, "
-        f"budget {args.memory_mib} MiB; ms per call (x sdpa) and peak extra MiB per call"
+        f"budget {args.memory_mib} MiB, freed memory kept: {kept}; "
+        "ms per call (x sdpa) and peak extra MiB per call"
     )
     cases = [(q_len, n) for q_len in args.queries for n in args.keys]
     header = f"{'method':<16}" + "".join(f"{f'Q={q} N={n // 1024}k':>26}" for q, n in cases)

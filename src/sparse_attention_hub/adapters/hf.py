@@ -37,6 +37,7 @@ from sparse_attention_hub.adapters.context_cache import (
     check_cache_layers,
     new_cache,
 )
+from sparse_attention_hub.adapters.cpu_memory import keep_freed_memory
 from sparse_attention_hub.adapters.generation import (
     GenerationOptions,
     TokenChooser,
@@ -101,6 +102,8 @@ class ModelAdapterHF(ModelAdapter):
             self.device = model.device  # placed by transformers: inputs go where the embeddings are
         else:
             model = model.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # sparse attention's temporaries reuse freed pages
         self.model: Any = model.eval().requires_grad_(False)
         self.native_attention = str(self.model.config._attn_implementation)
         self._cache_kwarg = cache_kwarg(self.model)
