@@ -27,11 +27,12 @@ at most 67 measured for any masker by `benchmarks/maskers.py`'s dispatch-mode co
 CHUNK_SHARE = 0.85
 """Share of the budget the query chunks may use; the rest is for key-side work done once per
 call (per-call caches, new rows of the state's key caches)."""
-CPU_CHUNK_ENTRIES = 1 << 21
-"""On CPU, a chunk holds at most this many (batch, head, query, key) entries (8 MiB per float32
-tensor): the dozen passes over a chunk then mostly hit cache, and each temporary stays below
-glibc's largest mmap threshold (adapters/cpu_memory.py). Measured at Q = 32, N = 16k
-(docs/methods.md §5.2). GPUs take whole budget chunks."""
+CPU_CHUNK_ENTRIES = 1 << 20
+"""On CPU, a chunk holds at most this many (batch, head, query, key) entries (4 MiB per float32
+tensor). Where freed memory goes back to the kernel (glibc's defaults, adapters/cpu_memory.py),
+smaller temporaries page-fault less: at Q = 32, N = 16k such chunks took 0.57-0.68x the time of
+one 32-row chunk; with freed memory kept the size matters little (docs/methods.md §5.2). GPUs take
+whole budget chunks."""
 _SKIP_BLOCK = 1 << 22  # numbers discarded per call when a draw starts mid-stream
 
 
