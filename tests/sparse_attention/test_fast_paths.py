@@ -24,7 +24,7 @@ from sparse_attention_hub.sparse_attention import (
 from sparse_attention_hub.sparse_attention import forward as forward_module
 from sparse_attention_hub.sparse_attention.attention import allowed_entries
 from sparse_attention_hub.sparse_attention.mask import union
-from sparse_attention_hub.sparse_attention.maskers.base import add_selected
+from sparse_attention_hub.sparse_attention.maskers.base import MaskerConfig, add_selected
 from sparse_attention_hub.sparse_attention.maskers.hashattention import agreement, pack_signs
 from sparse_attention_hub.sparse_attention.maskers.oracle_topp import top_p_select
 
@@ -110,6 +110,7 @@ def test_gathered_path_for_every_call_equals_whole_rows(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the cost rule would send the question prefill to whole rows: force the gathered path
+    monkeypatch.setattr(forward_module, "SPAN_FRACTION", 0.0)  # sink / local would span
     monkeypatch.setattr(forward_module, "GATHERED_KV_ROWS_PER_KEY", float("inf"))
     monkeypatch.setattr(forward_module, "GATHERED_V_ROWS_PER_KEY", float("inf"))
     for config in configs(masker_of(name, tmp_path)):
@@ -119,6 +120,48 @@ def test_gathered_path_for_every_call_equals_whole_rows(
         monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.25)
         for a, b in zip(fast, slow, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        [SinkMaskerConfig(sink_size=2), LocalMaskerConfig(window_size=4)],
+        [LocalMaskerConfig(window_size=0.1), SinkMaskerConfig(sink_size=0.05)],
+        [SinkMaskerConfig(sink_size=3), LocalMaskerConfig(window_size=30)],  # ranges overlap
+        [LocalMaskerConfig(window_size=1)],
+    ],
+)
+@pytest.mark.parametrize("query_chunk", [None, 1, 4])
+def test_spanned_path_equals_whole_rows(
+    window: list[MaskerConfig], query_chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = ResearchAttentionConfig(window)
+    spanned = run_calls(config, query_chunk=query_chunk)
+    monkeypatch.setattr(forward_module, "SPAN_FRACTION", 0.0)
+    monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.0)  # whole rows only
+    whole = run_calls(config, query_chunk=query_chunk)
+    for a, b in zip(spanned, whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"),
+    [
+        (90, 90, [(0, 2), (87, 91)]),  # decode: sink 2 + the 4 keys up to position 90
+        (60, 90, [(0, 2), (57, 91)]),  # a question: one window spanning all its rows
+        (3, 5, [(0, 6)]),  # sink and window overlap: one range
+    ],
+)
+def test_key_span_merges_the_maskers_columns(
+    first: int, last: int, expected: list[tuple[int, int]]
+) -> None:
+    config = ResearchAttentionConfig(
+        [SinkMaskerConfig(sink_size=2), LocalMaskerConfig(window_size=4)]
+    )
+    assert forward_module.key_span(config, 200, first, last) == expected
+    topk = ResearchAttentionConfig([SinkMaskerConfig(sink_size=2), OracleTopKConfig(heavy_size=3)])
+    assert forward_module.key_span(topk, 200, first, last) is None  # top-k may pick any key
+    assert forward_module.key_span(config, 20, 3, 19) is None  # more than half of the keys
 
 
 @pytest.mark.parametrize("name", [n for n in MASKERS.names() if MASKERS.get(n).kind == "fixed"])
@@ -150,23 +193,26 @@ def test_state_caches_do_not_change_results(name: str, tmp_path: Path) -> None:
 
 
 def gathered_calls(
-    monkeypatch: pytest.MonkeyPatch, q_len: int, config: ResearchAttentionConfig
+    monkeypatch: pytest.MonkeyPatch,
+    q_len: int,
+    config: ResearchAttentionConfig,
+    path: str = "gathered_attention",
 ) -> int:
     """How often one call of `q_len` queries over 512 keys (3 query heads per KV head) takes
-    the gathered path."""
+    the gathered path (or the function `path` of the forward module)."""
     calls = []
-    real = forward_module.gathered_attention
+    real = getattr(forward_module, path)
 
     def counting(*args: object, **kwargs: object) -> torch.Tensor:
         calls.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(forward_module, "gathered_attention", counting)
-    q, k, v = qkv(Shape(1, 1, 3, q_len, 512, 8), seed=1)
-    state = SparseState()
-    state.begin_question("s", 0)
-    sparse_attention_forward(q, k, v, None, 0.35, layer_idx=0, config=config, state=state)
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:  # undone on leaving; the caller's patches stay
+        patched.setattr(forward_module, path, counting)
+        q, k, v = qkv(Shape(1, 1, 3, q_len, 512, 8), seed=1)
+        state = SparseState()
+        state.begin_question("s", 0)
+        sparse_attention_forward(q, k, v, None, 0.35, layer_idx=0, config=config, state=state)
     return len(calls)
 
 
@@ -176,9 +222,15 @@ def test_the_path_is_picked_by_cost(monkeypatch: pytest.MonkeyPatch) -> None:
     topk = ResearchAttentionConfig([*window, OracleTopKConfig(heavy_size=0.1)])  # bound 63
     # decode gathers; a long question over few keys multiplies the gathered rows past whole rows
     assert gathered_calls(monkeypatch, 1, topk) == 1
-    assert gathered_calls(monkeypatch, 1, streaming) == 1
     # top-k computed q . k over whole rows already: only V is gathered, while 3 * Q * 63 <= 512
     assert gathered_calls(monkeypatch, 4, topk) == 0
+    # sink and local keys lie in two column ranges: the softmax runs over them, whatever Q
+    for q_len in (1, 4, 16):
+        assert gathered_calls(monkeypatch, q_len, streaming) == 0
+        assert gathered_calls(monkeypatch, q_len, streaming, "_spanned") == 1
+        assert gathered_calls(monkeypatch, q_len, topk, "_spanned") == 0
+    monkeypatch.setattr(forward_module, "SPAN_FRACTION", 0.0)  # without it, as before
+    assert gathered_calls(monkeypatch, 1, streaming) == 1
     assert gathered_calls(monkeypatch, 4, streaming) == 1
     assert gathered_calls(monkeypatch, 16, streaming) == 0  # 3 * 16 * 63 > 4 * 512
 

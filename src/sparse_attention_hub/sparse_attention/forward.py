@@ -23,6 +23,10 @@ from sparse_attention_hub.sparse_attention.maskers.base import MaskInputs
 from sparse_attention_hub.sparse_attention.state import SparseState
 from sparse_attention_hub.sparse_attention.stats import AttentionStats
 
+SPAN_FRACTION = 0.5
+"""The spanned path runs when the key columns the maskers may select (`key_columns`: sink, local)
+cover at most this share of N: the softmax then runs over those columns only (docs/methods.md
+§5.1)."""
 GATHER_FRACTION = 0.25
 """The gathered path runs when the maskers' bound on keys per row is at most this share of N."""
 GATHERED_KV_ROWS_PER_KEY = 4.0
@@ -53,6 +57,29 @@ def gather_limit(config: ResearchAttentionConfig, k_len: int, plain_causal: bool
     if not any(m.selects_some(k_len, plain_causal) for m in config.masker_configs):
         return None
     return limit
+
+
+def key_span(
+    config: ResearchAttentionConfig, k_len: int, first: int, last: int
+) -> list[tuple[int, int]] | None:
+    """Sorted disjoint column ranges holding every key the maskers may select for query rows at
+    positions first..last, or None when some masker may select anywhere or they cover too much."""
+    ranges = []
+    for masker in config.masker_configs:
+        columns = masker.key_columns(k_len, first, last)
+        if columns is None:
+            return None
+        if columns[1] > columns[0]:
+            ranges.append(columns)
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    if not merged or sum(high - low for low, high in merged) > SPAN_FRACTION * k_len:
+        return None
+    return merged
 
 
 def sparse_attention_forward(
@@ -102,6 +129,13 @@ def sparse_attention_forward(
     gathered = 0 if limit is None else 2 * query.shape[0] * heads * limit * query.shape[-1] * 4
     if gathered and not scope.fits_one_row(gathered) and scope.fits_one_row(0):
         limit, gathered = None, 0
+    # the spanned path needs rows that are never empty (no dense fallback over all keys)
+    spannable = (
+        not dense
+        and config is not None
+        and attention_mask is None
+        and any(m.selects_some(k_len, True) for m in config.masker_configs)
+    )
     # no sampling masker: every selected value is 1, the softmax needs no division by p
     unit = config is not None and all(m.kind == "fixed" for m in config.masker_configs)
     rows = scope.chunk_rows(gathered)
@@ -112,7 +146,11 @@ def sparse_attention_forward(
     for start in range(0, q_len, rows):
         inputs = MaskInputs.chunk(scope, attention_mask, scaling, start, min(start + rows, q_len))
         mask = None if dense or config is None else build_mask(config, inputs)
-        output = _attend(inputs, mask, limit, unit)
+        span = None
+        if spannable and config is not None:
+            first = k_len - q_len + start
+            span = key_span(config, k_len, first, first + inputs.n_queries - 1)
+        output = _attend(inputs, mask, limit, unit, span)
         outputs.append(output)
         if record is not None:
             record.add(inputs, mask, output, stats is not None and stats.output_error)
@@ -124,13 +162,20 @@ def sparse_attention_forward(
 
 
 def _attend(
-    inputs: MaskInputs, mask: torch.Tensor | None, limit: int | None, unit: bool
+    inputs: MaskInputs,
+    mask: torch.Tensor | None,
+    limit: int | None,
+    unit: bool,
+    span: list[tuple[int, int]] | None = None,
 ) -> torch.Tensor:
     """One chunk's float32 output `(B, H, Q, D)`.
 
-    Where a masker already computed q . k over whole rows, only V is gathered, and only while
-    that costs less than the rest of the whole-row path (docs/methods.md §5.1).
+    Where every selected key lies in `span`, the softmax runs over those columns only. Where a
+    masker already computed q . k over whole rows, only V is gathered, and only while that costs
+    less than the rest of the whole-row path (docs/methods.md §5.1).
     """
+    if mask is not None and span is not None:
+        return _spanned(inputs, mask, span, unit)
     scores = inputs.known_scores()
     rows_gathered = inputs.groups * inputs.n_queries * (limit or 0)
     if scores is not None and rows_gathered > GATHERED_V_ROWS_PER_KEY * inputs.n_keys:
@@ -151,6 +196,34 @@ def _attend(
         )
     output, _ = _whole_rows(inputs, mask, unit)
     return output
+
+
+def _spanned(
+    inputs: MaskInputs, mask: torch.Tensor, span: list[tuple[int, int]], unit: bool
+) -> torch.Tensor:
+    """The whole-row math over the key columns in `span` (plain causal: no bias)."""
+
+    def columns(tensor: torch.Tensor) -> torch.Tensor:  # (..., N) -> (..., span)
+        parts = [tensor[..., low:high] for low, high in span]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def rows(tensor: torch.Tensor) -> torch.Tensor:  # (B, H_kv, N, D) -> (B, H_kv, span, D)
+        parts = [tensor[:, :, low:high] for low, high in span]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+    scores = inputs.known_scores()
+    output, _ = weighted_attention(
+        inputs.queries,
+        rows(inputs.keys),
+        rows(inputs.values),
+        columns(inputs.allowed),
+        inputs.scaling,
+        columns(mask),
+        logits=None if scores is None else columns(scores) * inputs.scaling,
+        out_dtype=torch.float32,
+        unit_mask=unit,
+    )
+    return output.transpose(1, 2)
 
 
 def _whole_rows(

@@ -191,6 +191,11 @@ class MaskerConfig(BaseModel):
         known before the call (the attention then runs over whole rows)."""
         return None
 
+    def key_columns(self, n_keys: int, first: int, last: int) -> tuple[int, int] | None:
+        """Key columns [lo, hi) holding every key this masker may add to query rows at absolute
+        positions first..last; None = anywhere (the attention then spans all N keys)."""
+        return None
+
     def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
         """True when, after this masker, every row with an allowed key has a selected one.
 

@@ -49,6 +49,10 @@ class LocalMaskerConfig(MaskerConfig):
     def key_bound(self, n_keys: int) -> int:
         return min(effective_size(self.window_size, n_keys), n_keys)
 
+    def key_columns(self, n_keys: int, first: int, last: int) -> tuple[int, int]:
+        width = effective_size(self.window_size, n_keys)
+        return max(0, first - width + 1), min(n_keys, last + 1)
+
     def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
         return plain_causal and effective_size(self.window_size, n_keys) >= 1  # its own position
 

@@ -43,6 +43,9 @@ class SinkMaskerConfig(MaskerConfig):
     def key_bound(self, n_keys: int) -> int:
         return min(effective_size(self.sink_size, n_keys), n_keys)
 
+    def key_columns(self, n_keys: int, first: int, last: int) -> tuple[int, int]:
+        return 0, min(effective_size(self.sink_size, n_keys), n_keys)
+
     def selects_some(self, n_keys: int, plain_causal: bool) -> bool:
         return plain_causal and effective_size(self.sink_size, n_keys) >= 1  # key 0
 
