@@ -365,6 +365,20 @@ def test_samples_are_loaded_once_per_instance_and_served_as_copies(tmp_path: Pat
     assert bench.loads == ["alpha", "beta", "alpha", "beta"]
 
 
+def test_the_request_plan_is_built_once_per_rows_and_max_requests() -> None:
+    bench = CountingBenchmark(["alpha", "beta"])
+    adapter = ScriptedAdapter()
+    plan = bench.prepare_requests(adapter, {})
+    assert bench.prepare_requests(adapter, {}) is plan  # the next job on this worker
+    limited = bench.prepare_requests(adapter, {"max_requests": 1})
+    assert limited is not plan and len(limited.groups) < len(plan.groups)
+    assert bench.prepare_requests(adapter, {}) is not limited
+    bench.forget_samples()  # rows re-read (another model's tokenizer): a new plan from them
+    again = bench.prepare_requests(adapter, {})
+    assert again is not plan and bench.loads == ["alpha", "beta", "alpha", "beta"]
+    pd.testing.assert_frame_equal(again.selected, plan.selected)
+
+
 def test_a_failed_load_is_not_cached() -> None:
     bench = CountingBenchmark(["alpha", "broken"])
     for _ in range(2):

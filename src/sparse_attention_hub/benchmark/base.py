@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ import pandas as pd
 
 from sparse_attention_hub.adapters.base import ModelAdapter, Request
 from sparse_attention_hub.adapters.request_kwargs import check_request_kwargs
-from sparse_attention_hub.benchmark.averages import mean_of, mean_percent
+from sparse_attention_hub.benchmark.averages import by_task, mean_of, mean_percent
 from sparse_attention_hub.benchmark.bundle import JobTarget, Plan, run_jobs, timing_totals
 from sparse_attention_hub.benchmark.grouping import RequestGroup, group_requests, limit_groups
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
@@ -73,6 +74,8 @@ class Benchmark(ABC):
         self.subsets_to_run = subsets
         self.data_path = Path(data_path) if data_path is not None else None
         self._samples: pd.DataFrame | None = None
+        # the last Plan, with the rows and max_requests it was made from (see prepare_requests)
+        self._plan: tuple[pd.DataFrame, int | None, Plan] | None = None
         self.last_scored: pd.DataFrame | None = None
 
     # ----- what a benchmark defines -------------------------------------------------------
@@ -178,6 +181,11 @@ class Benchmark(ABC):
         """The samples, their keys and the requests to run, shared by every job of a bundle."""
         max_requests = check_request_kwargs(request_kwargs)["max_requests"]
         self.bind_adapter(adapter)
+        # A worker runs many jobs on one instance: the rows it loaded once give the same Plan
+        # every time (nothing mutates a Plan), so it is built once per rows and max_requests.
+        cached = self._plan
+        if cached is not None and cached[0] is self._samples and cached[1] == max_requests:
+            return cached[2]
         samples = self.load_samples()
         keys = pd.Series(
             list(zip(samples["subset"].astype(str), samples["sample_id"].astype(str), strict=True)),
@@ -193,7 +201,10 @@ class Benchmark(ABC):
             )
         groups = limit_groups(group_requests(samples), max_requests)
         selected = samples.loc[[i for g in groups for i in g.row_indices]]
-        return Plan(samples, keys, groups, selected)
+        plan = Plan(samples, keys, groups, selected)
+        if self._samples is not None:  # rows kept by this instance (not re-read per call)
+            self._plan = (self._samples, max_requests, plan)
+        return plan
 
     def open_job(
         self,
@@ -234,16 +245,15 @@ class Benchmark(ABC):
         done: Mapping[PredictionKey, Mapping[str, Any]],
     ) -> dict[str, Any]:
         """raw_results.csv, scores, metrics.json (with statistics and `timing`) of a job."""
-        results = plan.selected.copy()
-        records = [done[plan.keys[i]] for i in results.index]
-        results["prediction"] = [record["prediction"] for record in records]
+        records = [done[plan.keys[i]] for i in plan.selected.index]
+        results = plan.selected.assign(prediction=[record["prediction"] for record in records])
         # the predictions are durable already; the scored copy below is synced
         write_raw_results(result_path / RAW_RESULTS, results, durable=False)
 
         scored, metrics = self._score(results)
         metrics.update(adapter.statistics_summary())
         metrics["timing"] = timing_totals(records)
-        counts = plan.samples.groupby("task").size().to_dict()
+        counts = Counter(plan.samples["task"])
         for task, entry in metrics.get("tasks", {}).items():
             if isinstance(entry, dict) and task in counts:
                 entry.setdefault("n_available", int(counts[task]))
@@ -342,7 +352,7 @@ class Benchmark(ABC):
         scored_parts: list[pd.DataFrame] = []
         failed_parts: list[pd.DataFrame] = []
         errors: dict[str, str] = {}
-        for task, rows in results_df.groupby("task", sort=False):
+        for task, rows in by_task(results_df):
             try:
                 per_sample = self.score_task(str(task), rows)
                 if not per_sample.index.equals(rows.index):  # else assign() would fill NaN
@@ -353,9 +363,12 @@ class Benchmark(ABC):
                 failed_parts.append(rows.assign(score=float("nan")))
                 continue
             scored_parts.append(rows.assign(**{c: per_sample[c] for c in per_sample.columns}))
-        scored = pd.concat(scored_parts) if scored_parts else results_df.iloc[0:0].assign(score=[])
+        if not scored_parts:
+            scored = results_df.iloc[0:0].assign(score=[])
+        else:  # a single part is a new frame already: no concat (a copy) needed
+            scored = scored_parts[0] if len(scored_parts) == 1 else pd.concat(scored_parts)
         # raw_results keeps every prediction, including those of tasks whose scorer failed.
-        every_row = pd.concat([scored, *failed_parts]).sort_index()
+        every_row = (pd.concat([scored, *failed_parts]) if failed_parts else scored).sort_index()
         metrics = self.aggregate(scored.sort_index())
         metrics.setdefault("benchmark", self.benchmark_name)
         metrics.setdefault("scale", "0-100")
@@ -374,10 +387,7 @@ class Benchmark(ABC):
 
     def aggregate(self, scored: pd.DataFrame) -> dict[str, Any]:
         """Macro average: each task's `task_metrics`, overall = mean of the task scores."""
-        tasks = {
-            str(task): self.task_metrics(str(task), rows)
-            for task, rows in scored.groupby("task", sort=False)
-        }
+        tasks = {str(task): self.task_metrics(str(task), rows) for task, rows in by_task(scored)}
         return {
             "benchmark": self.benchmark_name,
             "overall": mean_of([t["score"] for t in tasks.values()]),
