@@ -149,8 +149,10 @@ def _select_rows(
     return chosen | (rest & (cumcount_last(rest) <= missing))
 
 
-_BLOCK_ENTRIES = 1 << 16
-"""Entries per block of rows in `sample_select` (its working set, ~40 bytes an entry, in cache)."""
+_BLOCK_ENTRIES = 1 << 18
+"""Entries per block of rows in `sample_select` (its working set, ~40 bytes an entry, stays in
+the last-level cache). Smaller blocks pay a dozen op dispatches per query row: at Q = 32, N = 4k,
+random_sampling took 45 ms with 2^16 and 35 ms with 2^18 (2^20: the same; N = 16k: no change)."""
 _BUCKET_TOP = 16
 """Entries of the boundary bucket ranked exactly: about one is expected there (N keys over at
 least N buckets), more than 16 has probability below 1e-13 for uniform keys."""
