@@ -78,14 +78,28 @@ def agreement(query_codes: torch.Tensor, key_codes: torch.Tensor, bits: int) -> 
     """bits - 2 * Hamming distance of packed signatures, float32 `(B, H, Q, N)`.
 
     query_codes `(B, H, Q, bytes)`, key_codes `(B, H, N, bytes)`. Equal to the dot
-    product of the +-1 signatures, read from 1 bit per sign instead of 4 bytes.
+    product of the +-1 signatures, read from 1 bit per sign instead of 4 bytes. Signatures of a
+    multiple of 32 bits are counted 4 bytes at a time (half the work of byte by byte).
     """
-    x = query_codes[..., :, None, :] ^ key_codes[..., None, :, :]  # (B, H, Q, N, bytes)
-    x = x.sub_((x >> 1).bitwise_and_(0x55))  # popcount of every byte (SWAR)
-    x = (x >> 2).bitwise_and_(0x33).add_(x.bitwise_and_(0x33))
-    x = x.add_(x >> 4).bitwise_and_(0x0F)
+    if query_codes.shape[-1] % 4 == 0:
+        x = _words(query_codes)[..., :, None, :] ^ _words(key_codes)[..., None, :, :]
+        # popcount of every int32 word (SWAR); the masks clear what an arithmetic shift copies
+        x = x.sub_((x >> 1).bitwise_and_(0x55555555))
+        x = (x >> 2).bitwise_and_(0x33333333).add_(x.bitwise_and_(0x33333333))
+        x = x.add_(x >> 4).bitwise_and_(0x0F0F0F0F)
+        x = x.mul_(0x01010101) >> 24  # the byte sums (<= 32) land in the top byte
+    else:
+        x = query_codes[..., :, None, :] ^ key_codes[..., None, :, :]  # (B, H, Q, N, bytes)
+        x = x.sub_((x >> 1).bitwise_and_(0x55))  # popcount of every byte (SWAR)
+        x = (x >> 2).bitwise_and_(0x33).add_(x.bitwise_and_(0x33))
+        x = x.add_(x >> 4).bitwise_and_(0x0F)
     distance = x.sum(dim=-1, dtype=torch.int32)
     return distance.mul_(-2).add_(bits).float()
+
+
+def _words(codes: torch.Tensor) -> torch.Tensor:
+    """Packed signature bytes `(..., 4w)` as int32 words `(..., w)`."""
+    return codes.contiguous().view(torch.int32)
 
 
 @MASKERS.register("hashattention")
