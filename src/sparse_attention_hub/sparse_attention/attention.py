@@ -99,6 +99,17 @@ def weighted_attention(
     """
     if logits is None:
         logits = attention_logits(queries, keys, scaling, bias)
+    weights, fallback = softmax_weights(logits, allowed, mask, unit_mask)
+    output = grouped_matmul(weights, values.float())
+    dtype = queries.dtype if out_dtype is None else out_dtype
+    return output.transpose(1, 2).contiguous().to(dtype), fallback
+
+
+def softmax_weights(
+    logits: torch.Tensor, allowed: torch.Tensor, mask: torch.Tensor | None, unit_mask: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised weights w_ij / sum_j w_ij of `weighted_attention`, float32 (B, H, Q, N)
+    (in place of `logits`' copy), and the per-row dense-fallback flags (B, H, Q)."""
     allowed = allowed.expand_as(logits)
     probs = None
     if mask is None:
@@ -117,9 +128,7 @@ def weighted_attention(
     if probs is not None:
         weights = weights.div_(probs)  # 0 / p stays 0 on unselected keys
     denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    output = grouped_matmul(weights.div_(denominator), values.float())
-    dtype = queries.dtype if out_dtype is None else out_dtype
-    return output.transpose(1, 2).contiguous().to(dtype), fallback
+    return weights.div_(denominator), fallback
 
 
 EXP_FLOOR = -87.0

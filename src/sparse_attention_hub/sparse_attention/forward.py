@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from sparse_attention_hub.sparse_attention.attention import gathered_attention, weighted_attention
+from sparse_attention_hub.sparse_attention.attention import (
+    attention_logits,
+    gathered_attention,
+    grouped_matmul,
+    softmax_weights,
+    weighted_attention,
+)
 from sparse_attention_hub.sparse_attention.bools import count_last
 from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB, CallScope
 from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig
@@ -201,29 +207,32 @@ def _attend(
 def _spanned(
     inputs: MaskInputs, mask: torch.Tensor, span: list[tuple[int, int]], unit: bool
 ) -> torch.Tensor:
-    """The whole-row math over the key columns in `span` (plain causal: no bias)."""
+    """The whole-row math over the key columns in `span` (plain causal: no bias). K and V are
+    read range by range, never copied: the extra memory is that of (B, H, Q, span) entries."""
 
     def columns(tensor: torch.Tensor) -> torch.Tensor:  # (..., N) -> (..., span)
         parts = [tensor[..., low:high] for low, high in span]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
-    def rows(tensor: torch.Tensor) -> torch.Tensor:  # (B, H_kv, N, D) -> (B, H_kv, span, D)
-        parts = [tensor[:, :, low:high] for low, high in span]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-
     scores = inputs.known_scores()
-    output, _ = weighted_attention(
-        inputs.queries,
-        rows(inputs.keys),
-        rows(inputs.values),
-        columns(inputs.allowed),
-        inputs.scaling,
-        columns(mask),
-        logits=None if scores is None else columns(scores) * inputs.scaling,
-        out_dtype=torch.float32,
-        unit_mask=unit,
-    )
-    return output.transpose(1, 2)
+    if scores is not None:
+        logits = columns(scores) * inputs.scaling
+    else:
+        parts = [
+            attention_logits(inputs.queries, inputs.keys[:, :, low:high], inputs.scaling)
+            for low, high in span
+        ]
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+    weights, _ = softmax_weights(logits, columns(inputs.allowed), columns(mask), unit)
+    output: torch.Tensor | None = None
+    offset = 0
+    for low, high in span:
+        part = weights[..., offset : offset + high - low]
+        offset += high - low
+        term = grouped_matmul(part, inputs.values[:, :, low:high])
+        output = term if output is None else output.add_(term)
+    assert output is not None
+    return output
 
 
 def _whole_rows(
