@@ -305,3 +305,22 @@ def test_job_sent_to_a_worker_that_just_died_is_retried_not_a_crash(base: Path) 
     finally:
         backend.shutdown(force=True)
     assert [(e.kind, e.payload.get("exitcode")) for e in events] == [("died", -9)]
+
+
+def test_a_stopped_worker_ends_at_once_with_its_output_flushed() -> None:
+    """`_exit_now` skips the interpreter's teardown: exit code 0, and nothing written to the
+    standard streams or through logging before it is lost (stdout to a pipe is buffered)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "from sparse_attention_hub.executor.backends.local import _exit_now\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "sys.stdout.write('last answer')\n"
+        "logging.getLogger('w').warning('last warning')\n"
+        "_exit_now()\n"
+        "sys.stdout.write('never')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "last answer", "last warning\n")

@@ -250,6 +250,21 @@ def worker_main(
         _, bundle = message
         worker.execute(bundle)  # its every event goes to the parent through notify
     worker.release_model()
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """End the worker without the interpreter's teardown, which the parent's shutdown waits for
+    (unloading torch and pandas takes a second or more; past GRACE_S the worker is killed).
+
+    Nothing is left to write: every job file was closed, and synced where it must be, before
+    its job was reported; only the log handlers and standard streams may hold output.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream has nothing to flush
+            stream.flush()
+    os._exit(0)
 
 
 def _exit_with_parent(interval_s: float = 1.0) -> None:
