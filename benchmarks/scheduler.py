@@ -20,6 +20,9 @@ three lower bounds, each max(longest job, work / slots):
   packing alone loses.
 Then the per-job dispatch overhead: the gap on a worker between one job finishing and its next
 job starting (parent <-> worker round trip), and the time a job spends beyond its scripted work.
+Last, the in-job path alone: the same jobs without scripted work, one at a time on one Worker in
+the benchmark's own process, wall and CPU per job (what the figures above lose per job, measured
+where the machine's load moves it least).
 """
 
 from __future__ import annotations
@@ -45,10 +48,12 @@ from sparse_attention_hub.executor.worker import Worker
 FACTORY = "_scripted_work:scripted_work_adapter"
 
 
-def scripted(
-    base: Path, jobs: int, slots: int, seed: int, share_prefill: bool, backend: str = "local"
-) -> None:
-    """`jobs` = 4 sparse configs x jobs/4 subsets of mixed size; the plan knows each one's work."""
+def scripted_experiment(
+    base: Path, jobs: int, seed: int, share_prefill: bool, seconds_per_token: float = 0.001
+) -> tuple[Any, dict[str, float]]:
+    """`jobs` = 4 sparse configs x jobs/4 subsets of mixed size; the plan knows each one's work.
+
+    Returns the spec and each subset's scripted work in seconds."""
     rng = random.Random(seed)
     sparse = ["s1", "s2", "s3", "s4"]
     entries = []
@@ -62,7 +67,6 @@ def scripted(
                 "options": {"samples": samples, "context_tokens": tokens},
             }
         )
-    seconds_per_token = 0.001
     work = {
         f"w{i:02d}": e["options"]["samples"] * e["options"]["context_tokens"] * seconds_per_token
         for i, e in enumerate(entries)
@@ -73,7 +77,13 @@ def scripted(
         "model_kwargs": {"seconds_per_token": seconds_per_token},
     }
     data["execution"] = {"share_prefill": share_prefill}
-    spec = spec_from_dict(data)
+    return spec_from_dict(data), work
+
+
+def scripted(
+    base: Path, jobs: int, slots: int, seed: int, share_prefill: bool, backend: str = "local"
+) -> None:
+    spec, work = scripted_experiment(base, jobs, seed, share_prefill)
     t0 = time.perf_counter()
     results = BenchmarkExecutor(
         max_concurrent_runs=slots,
@@ -156,6 +166,30 @@ def scripted(
     print(
         f"  in-job overhead beyond scripted work (benchmark load/score/manifest): "
         f"mean {1000 * statistics.mean(extra):.1f} ms per job"
+    )
+
+
+def in_process(base: Path, jobs: int, seed: int) -> None:
+    """The same jobs with no scripted work, one at a time on one Worker in this process.
+
+    What the in-job path itself costs (data, requests, saving, scoring, files, manifest), as
+    wall and CPU time per job: no other worker competes for the cores and no pipe is in the
+    way, so the figure moves little with the load of the machine, unlike the ones above.
+    """
+    spec, _ = scripted_experiment(base, jobs, seed, share_prefill=False, seconds_per_token=0.0)
+    planned = plan(spec)
+    worker = Worker(0, "cpu")
+    worker.execute(Bundle((planned[0],), (1,)))  # the adapter is made once per worker
+    walls, cpus = [], []
+    for job in planned[1:]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        worker.execute(Bundle((job,), (1,)))
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    print(
+        f"in-job path alone ({len(walls)} jobs, no scripted work, one worker in this process): "
+        f"wall {1000 * statistics.mean(walls):.1f} ms, CPU {1000 * statistics.mean(cpus):.1f} ms "
+        f"per job (median wall {1000 * statistics.median(walls):.1f} ms)"
     )
 
 
@@ -281,6 +315,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sah-sched-") as tmp:
         scripted(Path(tmp) / "jobs", args.jobs, args.slots, args.seed, share_prefill=False)
         scripted(Path(tmp) / "bundles", args.jobs, args.slots, args.seed, share_prefill=True)
+        in_process(Path(tmp) / "in_process", args.jobs, args.seed)
         if args.backend == "ray":
             on_ray(Path(tmp), args)
         if args.smollm2:
