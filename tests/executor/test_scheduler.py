@@ -20,7 +20,8 @@ from sparse_attention_hub.executor.testing import experiment, read_events
 class FakeBackend:
     """Ends each job of a submitted bundle on the next wait; `fail` maps job ids to failures.
 
-    `log` has one (worker, job id, attempt) per job dispatched; `bundles` the job ids per bundle.
+    Every worker reports ready on the first wait. `log` has one (worker, job id, attempt) per
+    job dispatched; `bundles` the job ids per bundle.
     """
 
     def __init__(self, workers: int, fail: dict[str, list[dict[str, Any]]] | None = None) -> None:
@@ -29,9 +30,10 @@ class FakeBackend:
         self.pending: list[tuple[int, Bundle]] = []
         self.log: list[tuple[int, str, int]] = []
         self.bundles: list[list[str]] = []
+        self.starting: list[int] = []
 
     def start(self) -> None:
-        pass
+        self.starting = [slot.worker for slot in self.slots]
 
     def submit(self, worker: int, bundle: Bundle) -> None:
         self.pending.append((worker, bundle))
@@ -41,7 +43,8 @@ class FakeBackend:
         ]
 
     def wait(self, timeout: float) -> list[BackendEvent]:
-        events = []
+        events = [BackendEvent(w, "ready", {"pid": 1000 + w}) for w in self.starting]
+        self.starting = []
         for worker, bundle in self.pending:
             events.append(BackendEvent(worker, "started", {"bundle_id": bundle.bundle_id}))
             for job in bundle.jobs:
@@ -215,3 +218,25 @@ def test_an_interrupt_while_ending_workers_ends_them_at_once(tmp_path: Path) -> 
     assert {r.state for r in outcome.records.values()} == {"complete"}
     for job in jobs:  # every lock was released
         FileLock(job.result_dir / LOCK_FILE, timeout=0).acquire()
+
+
+class SlowFirstWorker(FakeBackend):
+    """Worker 1 is ready at the first wait, worker 0 only at the third."""
+
+    def start(self) -> None:
+        self.waits = 0
+
+    def wait(self, timeout: float) -> list[BackendEvent]:
+        self.waits += 1
+        self.starting = {1: [1], 3: [0]}.get(self.waits, [])
+        return super().wait(timeout)
+
+
+def test_no_worker_gets_a_bundle_before_it_is_ready(tmp_path: Path) -> None:
+    """The first queued (costliest) job goes to the worker ready first, not to worker 0."""
+    jobs = jobs_for(tmp_path, ["a"], ["s1", "s2", "s3"])
+    backend = SlowFirstWorker(workers=2)
+    outcome = run(tmp_path, jobs, backend, share_prefill=False)
+    assert backend.log[0] == (1, jobs[0].job_id, 1)
+    assert {w for w, _, _ in backend.log} == {0, 1}  # worker 0 took work once it was ready
+    assert {r.state for r in outcome.records.values()} == {"complete"}

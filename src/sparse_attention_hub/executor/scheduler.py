@@ -4,10 +4,12 @@ Backend-agnostic: it sees workers only through the backend protocol. The queue h
 jobs that differ only in their sparse config (one group per job without `share_prefill`), split
 while workers would idle, costliest first (`executor.bundles`). A free worker gets the first
 queued group for the model it already holds, else one for a model no worker holds, else the
-first, halved first when that ends the run earlier (the last groups keep every worker busy); the jobs of it this process can claim (`executor.claims`) travel as one
-`Bundle`. Each job of a bundle ends on its own (finished or raised); a worker that dies or times
-out ends every job of its bundle still running, and those are retried together. status.json is
-built by `executor.status`, its ETA by `executor.eta`.
+first, halved first when that ends the run earlier (the last groups keep every worker busy);
+the jobs of it this process can claim (`executor.claims`) travel as one `Bundle`. A worker gets
+its first bundle once it reports ready, never before: workers start at different speeds, and the
+costliest bundle goes to the one ready first. Each job of a bundle ends on its own (finished or
+raised); a worker that dies or times out ends every job of its bundle still running, and those
+are retried together. status.json is built by `executor.status`, its ETA by `executor.eta`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,9 @@ class WorkerView:
     pid: int | None = None
     model_key: str | None = None
     running: Running | None = None
-    down: bool = False  # its replacement may never start (a Ray node left): no job until ready
+    # no bundle until it reports ready: a worker still starting (the first ready one takes the
+    # costliest bundle), or a replacement that may never start (a Ray node left)
+    down: bool = True
 
     def end_if_done(self) -> None:
         if self.running is not None and not self.running.members:

@@ -45,7 +45,8 @@ class Backend(Protocol):
     slots: list[Slot]
 
     def start(self) -> None:
-        """Start every worker (they may still be initialising when this returns)."""
+        """Start every worker (they may still be initialising when this returns); each reports
+        `ready` once it can take a bundle, and gets none before."""
 
     def submit(self, worker: int, bundle: Bundle) -> None:
         """Hand `bundle` to the idle `worker` (it runs `Worker.execute(bundle)` there)."""
