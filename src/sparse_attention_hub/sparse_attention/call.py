@@ -126,13 +126,24 @@ class CallScope:
         before = self._streams.get(draw - 1)
         if before is not None and before.next_row == self.q_len:
             stream = _Stream(before.generator, 0)  # the previous draw is used up: continue it
+        elif before is not None:
+            # the previous draw is part-way (an earlier chunk): a copy of its generator skips
+            # only the rows it has left, which its own stream still draws for later chunks
+            generator = torch.Generator(device="cpu")
+            generator.set_state(before.generator.get_state())
+            _skip(generator, (self.q_len - before.next_row) * row_numbers)
+            stream = _Stream(generator, 0)
         else:
             generator = self.state.generator(self.layer_idx, self.seed)
-            skip = draw * self.q_len * row_numbers
-            while skip > 0:  # draw d starts after d whole draws of the call
-                step = min(skip, _SKIP_BLOCK)
-                torch.rand(step, generator=generator, dtype=torch.float64)
-                skip -= step
+            _skip(generator, draw * self.q_len * row_numbers)  # after d whole draws of the call
             stream = _Stream(generator, 0)
         self._streams[draw] = stream
         return stream
+
+
+def _skip(generator: torch.Generator, numbers: int) -> None:
+    """Advance `generator` past `numbers` uniform float64 draws."""
+    while numbers > 0:
+        step = min(numbers, _SKIP_BLOCK)
+        torch.rand(step, generator=generator, dtype=torch.float64)
+        numbers -= step
