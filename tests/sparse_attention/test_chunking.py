@@ -154,7 +154,10 @@ class HostReads(TorchFunctionMode):
             isinstance(i, torch.Tensor) and i.dtype == torch.bool
             for i in (args[1] if isinstance(args[1], tuple) else (args[1],))
         )
-        if name in HOST_READS or boolean_index:
+        # numpy() of a CPU tensor shares its memory: no transfer (mask.kth_largest uses it on
+        # CPU only, and is tested to take torch.topk on other devices)
+        cpu_numpy = name == "numpy" and args[0].device.type == "cpu"
+        if (name in HOST_READS or boolean_index) and not cpu_numpy:
             self.seen.append(name)
         return func(*args, **(kwargs or {}))
 

@@ -7,7 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparse_attention_hub.sparse_attention import pseudo_quantize
-from sparse_attention_hub.sparse_attention.mask import sample_select, topk_select, union
+from sparse_attention_hub.sparse_attention.mask import (
+    kth_largest,
+    sample_select,
+    topk_select,
+    union,
+)
 
 FAST = settings(max_examples=30, deadline=None)
 
@@ -141,3 +146,30 @@ def test_pseudo_quantize_hand_computed() -> None:
     assert torch.equal(pseudo_quantize(x, 16), x)
     constant = torch.full((1, 3), 2.5)
     assert torch.equal(pseudo_quantize(constant, 4), constant)  # range 0 counts as 1
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    cols=st.integers(1, 40),
+    k=st.integers(1, 40),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_kth_largest_is_the_kth_value_of_a_top_k(
+    seed: int, cols: int, k: int, dtype: torch.dtype
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randint(-3, 4, (2, 3, cols), generator=generator).to(dtype)  # ties
+    values[0, 0, 0] = float("-inf")  # ineligible entries are -inf
+    k = min(k, cols)
+    before = values.clone()
+    expected = torch.topk(values, k, dim=-1).values[..., -1:]
+    assert torch.equal(kth_largest(values, k), expected)
+    assert torch.equal(values, before)  # the input is left as it was
+
+
+def test_kth_largest_takes_torch_topk_off_the_cpu() -> None:
+    """numpy serves CPU tensors only: on any other device no value leaves it (meta has none)."""
+    values = torch.empty(2, 3, 50, device="meta")
+    kth = kth_largest(values, 7)
+    assert kth.device.type == "meta" and kth.shape == (2, 3, 1)
