@@ -145,7 +145,7 @@ def _select_rows(
     cumulative = histogram.cumsum(dim=-1, dtype=torch.int32)
     del histogram
     wanted = counts.clamp(0, limit).to(torch.int32).unsqueeze(-1)
-    boundary = (cumulative < wanted).sum(dim=-1, keepdim=True)  # bucket of the counts-th key
+    boundary = count_last(cumulative < wanted, keepdim=True)  # bucket of the counts-th key
     before = cumulative.gather(-1, (boundary - 1).clamp_min(0)) * (boundary > 0)
     del cumulative
     need = wanted - before  # keys to take from the boundary bucket, (..., 1)
