@@ -5,10 +5,11 @@ depend on the chunking), builds each chunk's mask by applying the config's maske
 returns the union with the mask so far), computes the importance-weighted softmax
 (docs/methods.md §5) in float32,
 and records statistics as device tensors (nothing is read back to the host here). When every
-masker bounds the keys it adds and the bound is small, the softmax runs over the selected keys
-only, gathered by index (`gathered_attention`), where that costs less than whole rows (chunks,
-budget and paths: docs/methods.md §5.1). Layers in `dense_layers`, an empty masker list and
-`config=None` use the same math with the full mask.
+masker names the key columns it may select (sink, local), the softmax runs over those columns
+only (`_spanned`); otherwise, when every masker bounds the keys it adds and the bound is small,
+over the selected keys only, gathered by index (`gathered_attention`), where that costs less than
+whole rows (chunks, budget and paths: docs/methods.md §5.1). Layers in `dense_layers`, an empty
+masker list and `config=None` use the same math with the full mask.
 """
 
 from __future__ import annotations
