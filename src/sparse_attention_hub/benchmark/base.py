@@ -19,7 +19,7 @@ import pandas as pd
 
 from sparse_attention_hub.adapters.base import ModelAdapter, Request
 from sparse_attention_hub.adapters.request_kwargs import check_request_kwargs
-from sparse_attention_hub.benchmark.averages import by_task, mean_of, mean_percent
+from sparse_attention_hub.benchmark.averages import by_task, mean_of, mean_percent, score_by_task
 from sparse_attention_hub.benchmark.bundle import JobTarget, Plan, run_jobs, timing_totals
 from sparse_attention_hub.benchmark.grouping import RequestGroup, group_requests, limit_groups
 from sparse_attention_hub.benchmark.loading import load_table, normalise_rows
@@ -349,26 +349,7 @@ class Benchmark(ABC):
 
     def _score(self, results_df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         """(every row with its per-sample scores, the metrics)."""
-        scored_parts: list[pd.DataFrame] = []
-        failed_parts: list[pd.DataFrame] = []
-        errors: dict[str, str] = {}
-        for task, rows in by_task(results_df):
-            try:
-                per_sample = self.score_task(str(task), rows)
-                if not per_sample.index.equals(rows.index):  # else assign() would fill NaN
-                    raise ValueError(f"score_task({task!r}) returned a frame not indexed like rows")
-            except Exception as exc:  # one task's scorer must not cost the others their scores
-                logger.exception("scoring task %s failed", task)
-                errors[str(task)] = f"{type(exc).__name__}: {exc}"
-                failed_parts.append(rows.assign(score=float("nan")))
-                continue
-            scored_parts.append(rows.assign(**{c: per_sample[c] for c in per_sample.columns}))
-        if not scored_parts:
-            scored = results_df.iloc[0:0].assign(score=[])
-        else:  # a single part is a new frame already: no concat (a copy) needed
-            scored = scored_parts[0] if len(scored_parts) == 1 else pd.concat(scored_parts)
-        # raw_results keeps every prediction, including those of tasks whose scorer failed.
-        every_row = (pd.concat([scored, *failed_parts]) if failed_parts else scored).sort_index()
+        scored, every_row, errors = score_by_task(results_df, self.score_task)
         metrics = self.aggregate(scored.sort_index())
         metrics.setdefault("benchmark", self.benchmark_name)
         metrics.setdefault("scale", "0-100")
