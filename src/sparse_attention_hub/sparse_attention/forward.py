@@ -14,6 +14,9 @@ masker list and `config=None` use the same math with the full mask.
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import torch
 
 from sparse_attention_hub.sparse_attention.attention import (
@@ -211,29 +214,27 @@ def _spanned(
     """The whole-row math over the key columns in `span` (plain causal: no bias). K and V are
     read range by range, never copied: the extra memory is that of (B, H, Q, span) entries."""
 
-    def columns(tensor: torch.Tensor) -> torch.Tensor:  # (..., N) -> (..., span)
-        parts = [tensor[..., low:high] for low, high in span]
+    def joined(parts: list[torch.Tensor]) -> torch.Tensor:  # ranges side by side on dim -1
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def columns(tensor: torch.Tensor) -> torch.Tensor:  # (..., N) -> (..., span)
+        return joined([tensor[..., low:high] for low, high in span])
 
     scores = inputs.known_scores()
     if scores is not None:
         logits = columns(scores) * inputs.scaling
     else:
-        parts = [
-            attention_logits(inputs.queries, inputs.keys[:, :, low:high], inputs.scaling)
-            for low, high in span
-        ]
-        logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        keys = inputs.keys
+        logits = joined(
+            [attention_logits(inputs.queries, keys[:, :, a:b], inputs.scaling) for a, b in span]
+        )
     weights, _ = softmax_weights(logits, columns(inputs.allowed), columns(mask), unit)
-    output: torch.Tensor | None = None
-    offset = 0
-    for low, high in span:
-        part = weights[..., offset : offset + high - low]
-        offset += high - low
-        term = grouped_matmul(part, inputs.values[:, :, low:high])
-        output = term if output is None else output.add_(term)
-    assert output is not None
-    return output
+    ends = list(itertools.accumulate(high - low for low, high in span))
+    terms = [
+        grouped_matmul(weights[..., end - (high - low) : end], inputs.values[:, :, low:high])
+        for (low, high), end in zip(span, ends, strict=True)
+    ]
+    return functools.reduce(torch.Tensor.add_, terms)
 
 
 def _whole_rows(
