@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from sparse_attention_hub.sparse_attention import pseudo_quantize
 from sparse_attention_hub.sparse_attention.mask import (
+    _histogram_rows,
+    _smallest_keys,
     kth_largest,
     sample_select,
     topk_select,
@@ -173,3 +175,36 @@ def test_kth_largest_takes_torch_topk_off_the_cpu() -> None:
     values = torch.empty(2, 3, 50, device="meta")
     kth = kth_largest(values, 7)
     assert kth.device.type == "meta" and kth.shape == (2, 3, 1)
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    cols=st.sampled_from([1, 2, 5, 64, 1000]),
+    rows=st.integers(0, 6),
+    density=st.floats(0.0, 1.0),
+)
+def test_both_sample_select_paths_take_the_smallest_keys(
+    seed: int, cols: int, rows: int, density: float
+) -> None:
+    """The CPU path (numpy introselect) and the one other devices take (bucket histogram) agree
+    with the definition, including rows that draw nothing and rows that draw everything."""
+    generator = torch.Generator().manual_seed(seed)
+    eligible = torch.rand(2, rows, cols, generator=generator) < density
+    available = eligible.sum(-1)
+    counts = available.double() * torch.rand(2, rows, generator=generator, dtype=torch.float64)
+    counts = counts.long()
+    if rows:
+        counts[1, 0] = available[1, 0]
+    noise = torch.rand(eligible.shape, generator=generator, dtype=torch.float64)
+    expected = sorted_sample(eligible, counts, noise)
+    assert torch.equal(_smallest_keys(eligible, counts, noise, cols), expected)
+    assert torch.equal(_histogram_rows(eligible, counts, noise, cols), expected)
+
+
+def test_cpu_sample_select_breaks_ties_to_the_lower_index() -> None:
+    """Equal keys at a row's boundary: exactly `counts` entries, the lower indices first."""
+    eligible = torch.tensor([[True, True, False, True, True, True]])
+    noise = torch.tensor([[0.5, 0.25, 0.0, 0.25, 0.25, 0.75]], dtype=torch.float64)
+    chosen = _smallest_keys(eligible, torch.tensor([2]), noise, 6)
+    assert chosen.tolist() == [[False, True, False, True, False, False]]
