@@ -12,6 +12,7 @@ from sparse_attention_hub.sparse_attention.bools import (
     count_last,
     cumcount_last,
     neg_inf_unless,
+    on_selected,
     set_where,
     to_float,
 )
@@ -86,3 +87,35 @@ def test_exp_selected_is_exp_where_it_does_not_underflow() -> None:
     floor = torch.tensor(EXP_FLOOR).exp()
     assert torch.all(result[:, 4:7] == floor)
     assert float((result.sum() - exact.sum()).abs()) < 1e-37
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    heads=st.integers(1, 3),
+    rows=st.integers(0, 4),
+    cols=st.integers(0, 40),
+    density=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+    expand=st.booleans(),
+)
+def test_on_selected_is_the_function_times_the_selection(
+    seed: int, heads: int, rows: int, cols: int, density: float, expand: bool
+) -> None:
+    shape = (2, heads, rows, cols)
+    selected = _selection(seed, shape, density, expand)
+    values = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1))
+
+    def function(x: torch.Tensor) -> torch.Tensor:  # float64 out, like MagicPIG's
+        return x.double().arccos_().add_(1.0)
+
+    expected = function(values.clamp(-1, 1)) * to_float(selected, torch.float64)
+    result = on_selected(values.clamp(-1, 1), selected, function)
+    assert result.dtype == torch.float64 and result.shape == shape
+    assert torch.equal(result, expected)
+
+
+def test_on_selected_off_the_cpu_runs_on_every_entry() -> None:
+    """No index is read on other devices (meta holds no values at all)."""
+    values = torch.empty(2, 3, 4, device="meta")
+    result = on_selected(values, torch.empty(2, 3, 4, dtype=torch.bool, device="meta"), torch.exp)
+    assert result.device.type == "meta" and result.shape == (2, 3, 4)

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import model_validator
 
-from sparse_attention_hub.sparse_attention.bools import as_bytes, to_float
+from sparse_attention_hub.sparse_attention.bools import as_bytes, on_selected, to_float
 from sparse_attention_hub.sparse_attention.budget import PositiveInt
 from sparse_attention_hub.sparse_attention.mask import candidates, union
 from sparse_attention_hub.sparse_attention.maskers.base import MASKERS, MaskerConfig, MaskInputs
@@ -265,10 +265,13 @@ class MagicPigConfig(MaskerConfig):
         k_norm = inputs.per_query_head(key_norms).transpose(-1, -2)
         cosine = q_dot / (q_norm * k_norm.clamp_min(1e-30))
         del q_dot
-        probability = collision_probability(cosine, self.lsh_k, self.lsh_l, self.min_table_matches)
+
+        def probability(cosines: torch.Tensor) -> torch.Tensor:
+            p = collision_probability(cosines, self.lsh_k, self.lsh_l, self.min_table_matches)
+            return p.float().clamp_min_(_MIN_PROBABILITY)
+
+        sampled = on_selected(cosine, selected, probability)  # 0 where not selected
         del cosine
-        sampled = probability.float().clamp_min_(_MIN_PROBABILITY).mul_(to_float(selected))
-        del probability
         inputs.add_metric(
             "magicpig_mean_p", sampled.sum(), as_bytes(selected).sum(dtype=torch.int64)
         )
