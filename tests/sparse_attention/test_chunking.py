@@ -15,6 +15,7 @@ from sparse_attention_hub.sparse_attention import (
     MASKERS,
     AttentionStats,
     LocalMaskerConfig,
+    MagicPigConfig,
     MaskerConfig,
     ResearchAttentionConfig,
     SinkMaskerConfig,
@@ -100,6 +101,38 @@ def test_gathered_path_runs_for_bounded_maskers_only(tmp_path: Path) -> None:
     sampler = EXAMPLES["magicpig"][0](SHAPE, tmp_path)
     unbounded = ResearchAttentionConfig([*window, sampler])
     assert forward_module.gather_limit(unbounded, 4096, True) is None
+
+
+def test_a_sparse_mask_at_decode_gathers_on_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unbounded masker (MagicPIG) whose decode-step mask turns out sparse takes the gathered
+    path on CPU, with the same output as whole rows; a question prefill keeps whole rows."""
+    window = [SinkMaskerConfig(sink_size=4), LocalMaskerConfig(window_size=16)]
+    config = ResearchAttentionConfig([*window, MagicPigConfig(lsh_l=20, lsh_k=8)])
+    q, k, v = qkv(Shape(1, 2, 3, 8, 2048, 16), seed=3)
+    seen: list[int] = []
+    gathered = forward_module.gathered_attention
+
+    def spy(*args: Any) -> torch.Tensor:
+        seen.append(args[0].shape[2])  # query rows of the chunk
+        return gathered(*args)
+
+    def run(q_len: int) -> torch.Tensor:
+        state = SparseState()
+        state.begin_question("sample", 0)
+        return sparse_attention_forward(
+            q[:, :, :q_len], k, v, None, 0.25, layer_idx=1, config=config, state=state
+        )
+
+    monkeypatch.setattr(forward_module, "gathered_attention", spy)
+    fast = run(1)
+    assert seen == [1]
+    run(8)
+    assert seen == [1]  # 8 query rows x 3 heads per KV head: whole rows cost less
+    monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.0)  # whole rows only
+    torch.testing.assert_close(fast, run(1), rtol=1e-5, atol=1e-6)
+    assert seen == [1]
 
 
 def test_random_draws_do_not_depend_on_the_chunking() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 
+import numpy as np
 import torch
 
 from sparse_attention_hub.sparse_attention.attention import (
@@ -190,8 +191,12 @@ def _attend(
     rows_gathered = inputs.groups * inputs.n_queries * (limit or 0)
     if scores is not None and rows_gathered > GATHERED_V_ROWS_PER_KEY * inputs.n_keys:
         limit = None
+    selected = None
+    if mask is not None and limit is None:
+        selected, limit = _observed_limit(inputs, mask, scores is not None)
     if mask is not None and limit is not None:
-        selected = inputs.allowed & mask.bool()
+        if selected is None:
+            selected = inputs.allowed & mask.bool()
         return gathered_attention(
             inputs.queries,
             inputs.scope.key,
@@ -206,6 +211,34 @@ def _attend(
         )
     output, _ = _whole_rows(inputs, mask, unit)
     return output
+
+
+def _observed_limit(
+    inputs: MaskInputs, mask: torch.Tensor, scores_known: bool
+) -> tuple[torch.Tensor | None, int | None]:
+    """On CPU, a decode-sized chunk whose mask turned out sparse takes the gathered path too:
+    its selection and the most keys a row selected, or (None, None) for whole rows.
+
+    Only where any bound up to `GATHER_FRACTION` * N would pass the rows rule of the gathered
+    path (a decode step: g * Q small), and only when no row falls back to dense. The counts are
+    read from the selection's memory (a CPU tensor's numpy()): no host round trip.
+    """
+    rows_per_key = GATHERED_V_ROWS_PER_KEY if scores_known else GATHERED_KV_ROWS_PER_KEY
+    if (
+        inputs.queries.device.type != "cpu"
+        or inputs.groups * inputs.n_queries * GATHER_FRACTION > rows_per_key
+    ):
+        return None, None
+    selected = inputs.allowed & mask.bool()
+    counts = count_last(selected).numpy()
+    most = int(counts.max(initial=0))
+    if most < 1 or most > GATHER_FRACTION * inputs.n_keys:
+        return None, None
+    if (counts == 0).any():  # a row with allowed keys but none selected falls back to dense
+        allowed = np.broadcast_to(count_last(inputs.allowed).numpy(), counts.shape)
+        if ((counts == 0) & (allowed > 0)).any():
+            return None, None
+    return selected, most
 
 
 def _spanned(
