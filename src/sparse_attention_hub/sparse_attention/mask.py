@@ -52,6 +52,13 @@ def topk_select(
         kth = kth_largest(masked, k)
     else:
         masked, kth = scores, _kth_of_levels(scores, eligible, k, levels)
+    if scores.device.type == "cpu" and levels is None:
+        # no score equal to a row's k-th but the k-th itself: the entries at or above it are the
+        # answer (on CPU the counts are read in place; other devices never branch on values;
+        # integer levels nearly always tie)
+        chosen = (masked >= kth) & eligible
+        if (count_last(chosen).numpy() <= k).all():
+            return chosen
     above = (masked > kth) & eligible
     tied = (masked == kth) & eligible
     missing = k - count_last(above, keepdim=True, dtype=torch.int32)
