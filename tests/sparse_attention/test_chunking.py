@@ -118,11 +118,19 @@ def test_a_sparse_mask_at_decode_gathers_on_cpu(
         seen.append(args[0].shape[2])  # query rows of the chunk
         return gathered(*args)
 
-    def run(q_len: int) -> torch.Tensor:
+    def run(q_len: int, memory_mib: int = 512) -> torch.Tensor:
         state = SparseState()
         state.begin_question("sample", 0)
         return sparse_attention_forward(
-            q[:, :, :q_len], k, v, None, 0.25, layer_idx=1, config=config, state=state
+            q[:, :, :q_len],
+            k,
+            v,
+            None,
+            0.25,
+            layer_idx=1,
+            config=config,
+            state=state,
+            memory_mib=memory_mib,
         )
 
     monkeypatch.setattr(forward_module, "gathered_attention", spy)
@@ -130,6 +138,10 @@ def test_a_sparse_mask_at_decode_gathers_on_cpu(
     assert seen == [1]
     run(8)
     assert seen == [1]  # 8 query rows x 3 heads per KV head: whole rows cost less
+    # 1 MiB: one row's working set (6 heads x 2048 keys x 72 bytes) fits, with the gathered
+    # V rows beside it it would not
+    torch.testing.assert_close(run(1, memory_mib=1), fast, rtol=1e-5, atol=1e-6)
+    assert seen == [1]
     monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.0)  # whole rows only
     torch.testing.assert_close(fast, run(1), rtol=1e-5, atol=1e-6)
     assert seen == [1]

@@ -28,7 +28,7 @@ from sparse_attention_hub.sparse_attention.attention import (
     weighted_attention,
 )
 from sparse_attention_hub.sparse_attention.bools import count_last
-from sparse_attention_hub.sparse_attention.call import DEFAULT_MEMORY_MIB, CallScope
+from sparse_attention_hub.sparse_attention.call import CHUNK_SHARE, DEFAULT_MEMORY_MIB, CallScope
 from sparse_attention_hub.sparse_attention.config import ResearchAttentionConfig
 from sparse_attention_hub.sparse_attention.maskers.base import MaskInputs
 from sparse_attention_hub.sparse_attention.state import SparseState
@@ -220,8 +220,9 @@ def _observed_limit(
     its selection and the most keys a row selected, or (None, None) for whole rows.
 
     Only where any bound up to `GATHER_FRACTION` * N would pass the rows rule of the gathered
-    path (a decode step: g * Q small), and only when no row falls back to dense. The counts are
-    read from the selection's memory (a CPU tensor's numpy()): no host round trip.
+    path (a decode step: g * Q small), when no row falls back to dense, and when the gathered
+    rows fit the memory budget beside the chunk. The counts are read from the selection's
+    memory (a CPU tensor's numpy()): no host round trip.
     """
     rows_per_key = GATHERED_V_ROWS_PER_KEY if scores_known else GATHERED_KV_ROWS_PER_KEY
     if (
@@ -233,6 +234,14 @@ def _observed_limit(
     counts = count_last(selected).numpy()
     most = int(counts.max(initial=0))
     if most < 1 or most > GATHER_FRACTION * inputs.n_keys:
+        return None, None
+    # the gathered V (and K) rows, (B, H, rows, K, D) float32, must fit beside the chunk
+    gathered = (1 if scores_known else 2) * inputs.queries.shape[0] * inputs.queries.shape[1]
+    gathered *= most * inputs.queries.shape[-1] * 4
+    if (
+        inputs.n_queries * inputs.scope.row_bytes(gathered)
+        > inputs.scope.memory_bytes * CHUNK_SHARE
+    ):
         return None, None
     if (counts == 0).any():  # a row with allowed keys but none selected falls back to dense
         allowed = np.broadcast_to(count_last(inputs.allowed).numpy(), counts.shape)
