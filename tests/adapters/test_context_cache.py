@@ -11,6 +11,7 @@ import torch
 
 from sparse_attention_hub.adapters.base import Request
 from sparse_attention_hub.adapters.context_cache import (
+    SPARE_POSITIONS,
     PrefilledContext,
     check_cache_layers,
     new_cache,
@@ -41,6 +42,56 @@ def test_rewind_restores_the_exact_context_keys() -> None:
     context.rewind()  # nothing past the context: a no-op
     for layer, (keys, values) in zip(cache.layers, before, strict=True):
         assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
+
+
+def test_appends_equal_concatenation_and_stay_in_one_buffer() -> None:
+    """Prefill, decode steps, a rewind, a second question, a reorder, a reset: the layer always
+    holds what `torch.cat` would, and a decode step writes into the buffer it already has."""
+    generator = torch.Generator().manual_seed(0)
+
+    def chunk(n: int) -> torch.Tensor:
+        return torch.randn(1, 2, n, 4, generator=generator)
+
+    cache = new_cache()
+    layer_keys, layer_values = chunk(6), chunk(6)
+    cache.update(layer_keys, layer_values, layer_idx=0)
+    context = PrefilledContext(cache, 6, None)
+    layer = cache.layers[0]
+    buffer = layer.keys.data_ptr()
+    expected_k, expected_v = layer_keys, layer_values
+    for step in range(3):  # one question: a 2-token prefill, then decode steps
+        new_k, new_v = chunk(2 if step == 0 else 1), chunk(2 if step == 0 else 1)
+        keys, values = cache.update(new_k, new_v, layer_idx=0)
+        expected_k, expected_v = (
+            torch.cat([expected_k, new_k], -2),
+            torch.cat([expected_v, new_v], -2),
+        )
+        assert torch.equal(keys, expected_k) and torch.equal(values, expected_v)
+        assert keys.data_ptr() == buffer  # written in place, not copied
+    context.rewind()
+    assert torch.equal(layer.keys, layer_keys) and torch.equal(layer.values, layer_values)
+    new_k, new_v = chunk(1), chunk(1)  # the next question writes over what was cut
+    keys, _ = cache.update(new_k, new_v, layer_idx=0)
+    assert torch.equal(keys, torch.cat([layer_keys, new_k], -2)) and keys.data_ptr() == buffer
+    layer.batch_repeat_interleave(2)  # tensors replaced from outside: a new buffer from them
+    doubled = layer.keys.clone()
+    keys, _ = cache.update(chunk(1).repeat(2, 1, 1, 1), chunk(1).repeat(2, 1, 1, 1), layer_idx=0)
+    assert keys.shape == (2, 2, 8, 4) and torch.equal(keys[..., :7, :], doubled)
+    layer.reset()
+    keys, _ = cache.update(chunk(1), chunk(1), layer_idx=0)
+    assert keys.shape == (1, 2, 1, 4)
+
+
+def test_a_full_buffer_moves_once_to_a_larger_one() -> None:
+    cache = new_cache()
+    cache.update(kv(4, 1.0), kv(4, 1.0), layer_idx=0)
+    first = cache.layers[0].keys.data_ptr()
+    for _ in range(SPARE_POSITIONS):  # exactly the spare room
+        cache.update(kv(1, 2.0), kv(1, 2.0), layer_idx=0)
+    assert cache.layers[0].keys.data_ptr() == first
+    keys, _ = cache.update(kv(1, 3.0), kv(1, 3.0), layer_idx=0)
+    assert keys.data_ptr() != first and keys.shape[-2] == 4 + SPARE_POSITIONS + 1
+    assert torch.equal(keys[..., :4, :], kv(4, 1.0)) and torch.equal(keys[..., -1:, :], kv(1, 3.0))
 
 
 def test_rewind_measures_each_layer() -> None:

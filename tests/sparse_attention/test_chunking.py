@@ -17,6 +17,7 @@ from sparse_attention_hub.sparse_attention import (
     LocalMaskerConfig,
     MagicPigConfig,
     MaskerConfig,
+    OracleTopKConfig,
     ResearchAttentionConfig,
     SinkMaskerConfig,
     SparseState,
@@ -24,6 +25,7 @@ from sparse_attention_hub.sparse_attention import (
     sparse_attention_forward,
 )
 from sparse_attention_hub.sparse_attention import forward as forward_module
+from sparse_attention_hub.sparse_attention.attention import row_table
 from sparse_attention_hub.sparse_attention.call import CallScope
 
 from .helpers import EXAMPLES, Shape, qkv
@@ -145,6 +147,31 @@ def test_a_sparse_mask_at_decode_gathers_on_cpu(
     monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.0)  # whole rows only
     torch.testing.assert_close(fast, run(1), rtol=1e-5, atol=1e-6)
     assert seen == [1]
+
+
+def test_gathered_path_reads_kv_views_of_a_larger_buffer() -> None:
+    """K and V handed out by an appending cache are views with heads a capacity apart: the
+    gathered path reads their rows where they lie, with the same output as contiguous copies."""
+    q, k, v = qkv(Shape(2, 3, 2, 1, 50, 8), seed=4)
+    buffer_k, buffer_v = torch.zeros(2, 3, 64, 8), torch.zeros(2, 3, 64, 8)
+    buffer_k[:, :, :50], buffer_v[:, :, :50] = k, v
+    k_view, v_view = buffer_k[:, :, :50], buffer_v[:, :, :50]
+    assert not k_view.is_contiguous()
+    window = [SinkMaskerConfig(sink_size=2), LocalMaskerConfig(window_size=4)]
+    config = ResearchAttentionConfig([*window, OracleTopKConfig(heavy_size=4)])
+    assert forward_module.gather_limit(config, 50, True) == 10
+
+    def run(keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        state = SparseState()
+        state.begin_question("sample", 0)
+        return sparse_attention_forward(
+            q, keys, values, None, SCALE, layer_idx=1, config=config, state=state
+        )
+
+    assert torch.equal(run(k_view, v_view), run(k, v))
+    table, offsets = row_table(k_view)  # K rows too (the path gathers them without scores)
+    for b, h, n in [(0, 0, 0), (0, 2, 49), (1, 1, 17), (1, 2, 0)]:
+        assert torch.equal(table[offsets[b * 3 + h] + n], k[b, h, n])
 
 
 def test_random_draws_do_not_depend_on_the_chunking() -> None:

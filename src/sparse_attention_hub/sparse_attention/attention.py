@@ -205,17 +205,18 @@ def gathered_attention(
     """
     batch, heads, q_len, dim = queries.shape
     kv_heads = keys.shape[1]
-    n_keys = keys.shape[2]
     index = as_bytes(selected).topk(limit, dim=-1, sorted=False).indices  # (B, H, Q, K)
     valid = selected.gather(-1, index)
-    # rows of the flattened (B * H_kv * N, D) keys: query head h reads KV head h // g, so K and
-    # V are never repeated; index_select copies whole rows (far faster than an expanded gather)
-    offsets = torch.arange(batch * kv_heads, device=index.device) * n_keys
-    rows = (index.reshape(batch * kv_heads, -1) + offsets[:, None]).reshape(-1)
+    # rows of K and V as (rows, D) tables: query head h reads KV head h // g, so K and V are
+    # never repeated; index_select copies whole rows (far faster than an expanded gather)
     shape = (batch, heads, q_len, limit, dim)
-    picked_values = values.reshape(-1, dim).index_select(0, rows).view(shape).float()
+    table, offsets = row_table(values)
+    rows = (index.reshape(batch * kv_heads, -1) + offsets[:, None]).reshape(-1)
+    picked_values = table.index_select(0, rows).view(shape).float()
     if scores is None:
-        picked_keys = keys.reshape(-1, dim).index_select(0, rows).view(shape).float()
+        table, offsets = row_table(keys)
+        rows = (index.reshape(batch * kv_heads, -1) + offsets[:, None]).reshape(-1)
+        picked_keys = table.index_select(0, rows).view(shape).float()
         # einsum, not matmul: a batched matrix-vector product is several times slower as bmm
         logits = torch.einsum("bhqkd,bhqd->bhqk", picked_keys, queries.float()) * scaling
     else:
@@ -230,3 +231,25 @@ def gathered_attention(
         weights = weights.div_(mask.gather(-1, index).clamp_min_(1e-30))
     denominator = weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     return (weights.div_(denominator).unsqueeze(-2) @ picked_values).squeeze(-2)
+
+
+def row_table(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`x` (B, H_kv, N, D) as a (rows, D) view and the row of each (batch, head)'s key 0,
+    `(B * H_kv,)`: key n of head (b, h) is row offsets[b * H_kv + h] + n.
+
+    A KV cache that appends in place hands out views of a longer buffer (heads a capacity apart,
+    adapters/context_cache.py); their rows are addressed where they lie instead of copied out.
+    """
+    batch, heads, n_keys, dim = x.shape
+    strides = x.stride()
+    if strides[-1] != 1 or strides[-2] != dim or strides[0] % dim or strides[1] % dim:
+        x = x.contiguous()
+        strides = x.stride()
+    starts = [
+        b * (strides[0] // dim) + h * (strides[1] // dim)
+        for b in range(batch)
+        for h in range(heads)
+    ]
+    offsets = torch.tensor(starts, dtype=torch.long, device=x.device)
+    table = x.as_strided((max(starts, default=0) + n_keys, dim), (dim, 1))
+    return table, offsets
