@@ -98,7 +98,6 @@ def _appended(
     start = stop - new.shape[-2]
     in_place = (
         buffer is not None
-        and held.dim() == 4
         and held.data_ptr() == buffer.data_ptr()
         and held.stride() == buffer.stride()
         and buffer.shape[:2] == new.shape[:2]
@@ -107,7 +106,7 @@ def _appended(
         and buffer.device == new.device
         and buffer.shape[-2] >= stop
     )
-    if not in_place or buffer is None:
+    if buffer is None or not in_place:
         capacity = stop + SPARE_POSITIONS + stop // 64
         fresh = new.new_empty((*new.shape[:2], capacity, new.shape[-1]))
         if start:

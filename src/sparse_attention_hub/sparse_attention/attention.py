@@ -207,16 +207,18 @@ def gathered_attention(
     kv_heads = keys.shape[1]
     index = as_bytes(selected).topk(limit, dim=-1, sorted=False).indices  # (B, H, Q, K)
     valid = selected.gather(-1, index)
-    # rows of K and V as (rows, D) tables: query head h reads KV head h // g, so K and V are
-    # never repeated; index_select copies whole rows (far faster than an expanded gather)
     shape = (batch, heads, q_len, limit, dim)
-    table, offsets = row_table(values)
-    rows = (index.reshape(batch * kv_heads, -1) + offsets[:, None]).reshape(-1)
-    picked_values = table.index_select(0, rows).view(shape).float()
-    if scores is None:
-        table, offsets = row_table(keys)
+
+    def picked(x: torch.Tensor) -> torch.Tensor:  # (B, H, Q, K, D) float32 rows of K or V
+        # query head h reads KV head h // g, so K and V are never repeated; index_select copies
+        # whole rows (far faster than an expanded gather)
+        table, offsets = row_table(x)
         rows = (index.reshape(batch * kv_heads, -1) + offsets[:, None]).reshape(-1)
-        picked_keys = table.index_select(0, rows).view(shape).float()
+        return table.index_select(0, rows).view(shape).float()
+
+    picked_values = picked(values)
+    if scores is None:
+        picked_keys = picked(keys)
         # einsum, not matmul: a batched matrix-vector product is several times slower as bmm
         logits = torch.einsum("bhqkd,bhqd->bhqk", picked_keys, queries.float()) * scaling
     else:
