@@ -76,7 +76,7 @@ def experiment(tmp_path: Path, model: Path) -> dict[str, object]:
                 "subsets": ["niah_single_1"],
                 "options": {
                     "context_lengths": [256],
-                    "num_samples": 1,
+                    "num_samples": 8,  # the interrupt must land before the last job ends
                     "cache_dir": str(tmp_path / "ruler_cache"),
                 },
             },
@@ -84,7 +84,9 @@ def experiment(tmp_path: Path, model: Path) -> dict[str, object]:
         ],
         "generation_kwargs": {"max_new_tokens": 4},
         "result_dir": str(tmp_path / "results"),
-        "execution": {"max_concurrent_runs": 1, "max_retries": 0},
+        # one job per dispatch: work is left after the first job ends (a bundle's jobs end
+        # together, and the tiny model finished the rest before the SIGINT landed)
+        "execution": {"max_concurrent_runs": 1, "max_retries": 0, "share_prefill": False},
     }
 
 
