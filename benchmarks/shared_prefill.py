@@ -2,7 +2,7 @@
 
     python benchmarks/shared_prefill.py       # SmolLM2 x {dense, streaming, oracle_topk,
                                               # vattention} x ruler_synthetic niah_single_1,
-                                              # 4096 tokens, 4 samples, 1 CPU worker
+                                              # 4096 tokens, 4 samples, 1 CPU worker, 2 rounds
 
 Both runs go through the real executor (one worker process each, model load included). Context
 prefills are counted from the jobs' `timing` (a context shared by n jobs counts 1/n in each);
@@ -10,6 +10,10 @@ the answers of the two runs are compared token for token (as text). Besides the 
 run's job time is printed: its first job start -> last job end less the model load and the
 data generation (from events.jsonl), i.e. what sharing the prefill can change; the fixed costs
 (worker start-up, model load, synthetic data) are paid once by either run.
+
+The modes run in rounds of alternating order (shared, separate, then separate, shared, ...),
+and the speed-up is taken from each mode's times summed over the rounds: a machine whose load
+drifts during the benchmark then slows both modes alike instead of whichever ran second.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ CONFIGS = {
 }
 
 
-def experiment(base: Path, share: bool, args: argparse.Namespace) -> dict[str, Any]:
+def experiment(
+    base: Path, share: bool, args: argparse.Namespace, round_: int = 0
+) -> dict[str, Any]:
     return {
         "models": [args.model],
         "sparse_configs": CONFIGS,
@@ -44,13 +50,13 @@ def experiment(base: Path, share: bool, args: argparse.Namespace) -> dict[str, A
             }
         ],
         "generation_kwargs": {"max_new_tokens": args.max_new_tokens},
-        "result_dir": str(base / ("shared" if share else "separate")),
+        "result_dir": str(base / f"{'shared' if share else 'separate'}-{round_}"),
         "execution": {"share_prefill": share, "max_concurrent_runs": 1},
     }
 
 
-def run(base: Path, share: bool, args: argparse.Namespace) -> dict[str, Any]:
-    spec = spec_from_dict(experiment(base, share, args))
+def run(base: Path, share: bool, args: argparse.Namespace, round_: int) -> dict[str, Any]:
+    spec = spec_from_dict(experiment(base, share, args, round_))
     t0 = time.perf_counter()
     results = BenchmarkExecutor.from_spec(spec, progress=False).run(spec)
     wall = time.perf_counter() - t0
@@ -81,32 +87,53 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds of both modes, in alternating order"
+    )
     args = parser.parse_args()
+    runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="sah-prefill-") as tmp:
-        # shared first: any cold cache (weights, synthetic rows) slows it, not the baseline
-        shared = run(Path(tmp), True, args)
-        separate = run(Path(tmp), False, args)
+        for round_ in range(args.rounds):
+            order = (True, False) if round_ % 2 == 0 else (False, True)
+            for share in order:
+                runs[share].append(run(Path(tmp), share, args, round_))
     jobs = len(CONFIGS)
     print(
         f"{args.model}: {jobs} sparse configs x ruler_synthetic niah_single_1 at {args.context} "
-        f"tokens, {args.samples} samples, max_new_tokens {args.max_new_tokens}, 1 CPU worker"
+        f"tokens, {args.samples} samples, max_new_tokens {args.max_new_tokens}, 1 CPU worker, "
+        f"{args.rounds} round(s) in alternating order"
     )
-    for name, result in (("share_prefill: true ", shared), ("share_prefill: false", separate)):
-        timing = result["timing"]
-        print(
-            f"  {name}  wall {result['wall']:7.1f}s  contexts prefilled "
-            f"{timing.get('contexts_prefilled', 0):5.2f}  context prefill "
-            f"{timing.get('context_prefill_s', 0):6.1f}s  question prefill "
-            f"{timing.get('question_prefill_s', 0):5.1f}s  decode {timing.get('decode_s', 0):6.1f}s"
-            f"  tokens {int(timing.get('tokens_generated', 0))}"
-        )
-    print(f"  speed-up {separate['wall'] / shared['wall']:.2f}x (wall, model load included)")
+    for round_ in range(args.rounds):
+        for share in (True, False):
+            result = runs[share][round_]
+            timing = result["timing"]
+            name = "share_prefill: true " if share else "share_prefill: false"
+            print(
+                f"  round {round_ + 1} {name}  wall {result['wall']:7.1f}s  contexts prefilled "
+                f"{timing.get('contexts_prefilled', 0):5.2f}  context prefill "
+                f"{timing.get('context_prefill_s', 0):6.1f}s  question prefill "
+                f"{timing.get('question_prefill_s', 0):5.1f}s  decode "
+                f"{timing.get('decode_s', 0):6.1f}s  tokens {int(timing.get('tokens_generated', 0))}"
+            )
+
+    def total(share: bool, key: str) -> float:
+        return sum(result[key] for result in runs[share])
+
+    for round_ in range(args.rounds):
+        ratio = runs[False][round_]["wall"] / runs[True][round_]["wall"]
+        print(f"  round {round_ + 1} speed-up {ratio:.2f}x (wall)")
     print(
-        f"  job time (less model load and data generation) {shared['jobs_s']:.1f}s vs "
-        f"{separate['jobs_s']:.1f}s: speed-up {separate['jobs_s'] / shared['jobs_s']:.2f}x"
+        f"  speed-up {total(False, 'wall') / total(True, 'wall'):.2f}x "
+        f"(wall summed over the rounds, model load included)"
     )
-    same = sum(shared["answers"][name] == separate["answers"][name] for name in CONFIGS)
-    print(f"  identical answers: {same} of {jobs} configs")
+    print(
+        f"  job time (less model load and data generation) {total(True, 'jobs_s'):.1f}s vs "
+        f"{total(False, 'jobs_s'):.1f}s: speed-up "
+        f"{total(False, 'jobs_s') / total(True, 'jobs_s'):.2f}x"
+    )
+    answers = [result["answers"] for share in (True, False) for result in runs[share]]
+    same = sum(all(a[name] == answers[0][name] for a in answers) for name in CONFIGS)
+    print(f"  identical answers in every run: {same} of {jobs} configs")
 
 
 if __name__ == "__main__":
