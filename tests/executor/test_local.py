@@ -254,10 +254,11 @@ def test_gpu_slot_pins_its_device_before_torch_starts(
     finally:
         backend.shutdown()
     assert initial[0]["CUDA_VISIBLE_DEVICES"] == "7"
-    assert initial[1]["OMP_NUM_THREADS"] == "3" and initial[1]["MKL_NUM_THREADS"] == "3"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,7"  # the parent's own is left as it was
     ready = {e.worker: e.payload["device"] for e in events if e.kind == "ready"}
     assert ready == {0: "cuda:1", 1: "cpu"}  # the two workers may report in either order
+    threads = {e.worker: e.payload["threads"] for e in events if e.kind == "ready"}
+    assert threads[1] == 3  # the CPU worker's share of the cores
     assert events[-1].kind == "finished", events[-1]
     probe = json.loads((job.result_dir / "device.json").read_text())
     assert probe["CUDA_VISIBLE_DEVICES"] == "7"
@@ -267,6 +268,41 @@ def test_gpu_slot_pins_its_device_before_torch_starts(
 def environ_at_start(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_cpu_worker_takes_the_parent_environment_of_its_start(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPU workers are forked from a server started with an earlier environment: each still
+    runs with the parent's environment of the moment it starts, and its share of the cores."""
+    from sparse_attention_hub.executor.backends import Slot
+    from sparse_attention_hub.executor.backends.local import LocalBackend
+
+    monkeypatch.delenv("SAH_TEST_PROBE", raising=False)
+    first = LocalBackend([Slot(0, "cpu")], cpu_threads=1)
+    first.start()  # starts the server (if no test before did) without the variable
+    try:
+        while not any(e.kind == "ready" for e in first.wait(30.0)):
+            pass
+    finally:
+        first.shutdown()
+    monkeypatch.setenv("SAH_TEST_PROBE", "set after the server started")
+    (job,) = plan(make_spec(base))
+    backend = LocalBackend([Slot(0, "cpu")], cpu_threads=2)
+    backend.start()
+    try:
+        events: list[Any] = []
+        while not any(e.kind == "ready" for e in events):
+            events += backend.wait(30.0)
+        backend.submit(0, Bundle((job,), (1,)))
+        while not any(e.kind in ("finished", "raised", "died") for e in events):
+            events += backend.wait(30.0)
+    finally:
+        backend.shutdown()
+    assert events[-1].kind == "finished", events[-1]
+    probe = json.loads((job.result_dir / "device.json").read_text())
+    assert probe["SAH_TEST_PROBE"] == "set after the server started"
+    assert probe["threads"] == 2
 
 
 def test_cpu_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,15 +32,23 @@ def register_benchmark(name: str, *aliases: str) -> Callable[[type[Benchmark]], 
     return decorator
 
 
+def benchmark_modules() -> list[str]:
+    """The modules that register benchmarks (every module of this package but its machinery)."""
+    package = importlib.import_module("sparse_attention_hub.benchmark")
+    return [
+        f"sparse_attention_hub.benchmark.{info.name}"
+        for info in pkgutil.iter_modules(package.__path__)
+        if info.name not in _NOT_BENCHMARKS and not info.name.startswith("_") and not info.ispkg
+    ]
+
+
 def _discover() -> None:
     """Import every benchmark module once, so registering is just adding one file."""
     global _loaded
     if _loaded:
         return
-    package = importlib.import_module("sparse_attention_hub.benchmark")
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in _NOT_BENCHMARKS and not info.name.startswith("_") and not info.ispkg:
-            importlib.import_module(f"sparse_attention_hub.benchmark.{info.name}")
+    for module in benchmark_modules():
+        importlib.import_module(module)
     _loaded = True
 
 

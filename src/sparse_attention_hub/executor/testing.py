@@ -12,8 +12,8 @@ fault_adapter", model_kwargs={...})`). `model_kwargs`:
   `delay_s` overrides the per-request delay;
 - `load_log`: a file that gets one line `pid model` per model load.
 Each job run appends `pid` to `executions.log` in its job dir, and each answered request its
-sample ids to `answered.log`, so tests count real executions and generations (on a GPU it also
-writes `device.json`: what the worker process sees);
+sample ids to `answered.log`, so tests count real executions and generations, and writes
+`device.json`: what the worker process sees (its GPUs, torch threads, `SAH_TEST_PROBE`);
 `experiment`, `read_events`, `executions` and `loads_by_pid` build and read such runs.
 """
 
@@ -65,8 +65,7 @@ class FaultAdapter(ScriptedAdapter):
             handle.write(f"{os.getpid()}\n")
         rule = next((r for pat, r in self.faults.items() if pat in str(job_dir)), {})
         self.job = _JobRun(job_dir, rule, float(rule.get("delay_s", self.base_delay_s)))
-        if self.device.startswith("cuda"):
-            self._probe_device(job_dir)
+        self._probe_device(job_dir)
         time.sleep(float(rule.get("job_s", 0.0)))
         return self.job
 
@@ -76,12 +75,14 @@ class FaultAdapter(ScriptedAdapter):
     def _probe_device(self, job_dir: Path) -> None:
         import torch
 
-        count = torch.cuda.device_count()
+        count = torch.cuda.device_count() if self.device.startswith("cuda") else 0
         probe = {
             "pid": os.getpid(),
             "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "device_count": count,
             "device_name": torch.cuda.get_device_name(0) if count else None,
+            "threads": torch.get_num_threads(),
+            "SAH_TEST_PROBE": os.environ.get("SAH_TEST_PROBE"),
         }
         (job_dir / "device.json").write_text(json.dumps(probe))
 

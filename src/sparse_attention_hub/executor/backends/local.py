@@ -1,12 +1,20 @@
-"""The local backend: long-lived spawned worker processes, each pinned to one device.
+"""The local backend: long-lived worker processes, each pinned to one device.
 
-A GPU worker sees only its GPU: `CUDA_VISIBLE_DEVICES` is in the environment the worker process
-starts with, so no import (of the user's main module, torch or transformers) can initialise CUDA
-before it; inside the worker that GPU is `cuda:0`. GPU ids are positions among the devices the
-parent sees, so a parent started with `CUDA_VISIBLE_DEVICES=4,5` maps id 1 to device 5. CPU
-workers split the cores between them (`OMP_NUM_THREADS` etc., read once when torch loads). The
-parent talks to each worker over a pipe and watches its process sentinel, so a crash is noticed
-at once.
+A GPU worker is spawned (a fresh interpreter) and sees only its GPU: `CUDA_VISIBLE_DEVICES` is in
+the environment the process starts with, so no import (of the user's main module, torch or
+transformers) can initialise CUDA before it; inside the worker that GPU is `cuda:0`. GPU ids are
+positions among the devices the parent sees, so a parent started with `CUDA_VISIBLE_DEVICES=4,5`
+maps id 1 to device 5.
+
+A CPU worker is forked from a warm server process (multiprocessing's forkserver) that imported
+torch, the worker and every benchmark module once (`_PRELOAD`, nothing run): it is ready in a
+fraction of a second instead of the seconds each spawned interpreter spends importing, and the
+workers of a run start together instead of one after another on a busy machine (a respawn after
+a crash or a timeout is as quick). It takes the parent's environment as it is at its start
+(`worker_main` applies it first thing; modules the server imported saw the environment of the
+server's own start, the first CPU worker of this process) and its share of the cores
+(`torch.set_num_threads`, and `OMP_NUM_THREADS` etc. for what it starts). The parent talks to
+each worker over a pipe and watches its process sentinel, so a crash is noticed at once.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ class LocalBackend:
         self.gpu_memory_fraction = gpu_memory_fraction
         n_cpu = sum(s.device == "cpu" for s in slots)
         self.cpu_threads = cpu_threads or max(1, usable_cores() // max(1, n_cpu))
-        self._context = mp.get_context("spawn")
+        self._spawn_context = mp.get_context("spawn")
         self._handles: dict[int, _Handle] = {}
         self._failed_starts = 0
 
@@ -71,18 +79,19 @@ class LocalBackend:
             self._spawn(slot)
 
     def _spawn(self, slot: Slot) -> None:
-        parent_conn, child_conn = self._context.Pipe()
-        process = self._context.Process(
+        changes = worker_environment(slot.device, self.cpu_threads, os.environ)
+        spawned = slot.device.startswith("cuda:")
+        context = self._spawn_context if spawned else _warm_context()
+        parent_conn, child_conn = context.Pipe()
+        process = context.Process(
             target=worker_main,
             args=(child_conn, slot.worker, slot.device, self.gpu_memory_fraction),
+            kwargs={"environment": None if spawned else {**os.environ, **changes}},
             name=f"sah-worker-{slot.worker}",
             daemon=True,
         )
-        with (
-            _environment(worker_environment(slot.device, self.cpu_threads, os.environ)),
-            _without_main_module(),
-        ):
-            process.start()  # spawn: the child starts from this environment
+        with _environment(changes if spawned else {}), _without_main_module():
+            process.start()  # spawned: the child starts from this environment
         child_conn.close()
         self._handles[slot.worker] = _Handle(process, parent_conn)
 
@@ -150,6 +159,20 @@ class LocalBackend:
         self._handles.clear()
 
 
+_PRELOAD = ("torch", "sparse_attention_hub.executor.worker")
+
+
+def _warm_context() -> mp.context.ForkServerContext:
+    """The forkserver context CPU workers are forked from; its server (one per parent process,
+    started with the first CPU worker) imports `_PRELOAD` and the benchmark modules."""
+    from sparse_attention_hub.benchmark.registry import benchmark_modules
+
+    context = mp.get_context("forkserver")
+    assert isinstance(context, mp.context.ForkServerContext)
+    context.set_forkserver_preload([*_PRELOAD, *benchmark_modules()])
+    return context
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its affinity mask, which containers narrow), at least 1."""
     if hasattr(os, "sched_getaffinity"):
@@ -215,8 +238,13 @@ def worker_main(
     worker_id: int,
     device: str,
     gpu_memory_fraction: float | None,
+    environment: Mapping[str, str] | None = None,
 ) -> None:
-    """The worker process (pinned, and its threads counted, by the environment it started with)."""
+    """The worker process: pinned by the environment it was spawned with (GPU), or handed
+    `environment` (forked CPU worker), which replaces the server's before anything else runs."""
+    if environment is not None:
+        os.environ.clear()
+        os.environ.update(environment)
     pinned = device.startswith("cuda:")
     local_device = "cuda:0" if pinned else "cpu"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how Ctrl-C ends a job
@@ -228,6 +256,10 @@ def worker_main(
         import torch
 
         torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction, 0)
+    if not pinned and "OMP_NUM_THREADS" in os.environ:
+        import torch  # the server loaded it before this worker's share was known
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
     from sparse_attention_hub.benchmark.registry import list_benchmarks
     from sparse_attention_hub.executor.worker import Worker
@@ -239,7 +271,7 @@ def worker_main(
         notify=lambda kind, payload: conn.send((kind, payload)),
         label=device,
     )
-    conn.send(("ready", {"pid": os.getpid(), "device": device}))
+    conn.send(("ready", {"pid": os.getpid(), "device": device, "threads": _threads()}))
     while True:
         try:
             message = conn.recv()
@@ -251,6 +283,12 @@ def worker_main(
         worker.execute(bundle)  # its every event goes to the parent through notify
     worker.release_model()
     _exit_now()
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _exit_now() -> None:
