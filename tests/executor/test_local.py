@@ -270,14 +270,17 @@ def environ_at_start(pid: int) -> dict[str, str]:
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
+@pytest.mark.parametrize("methods", [["forkserver", "spawn"], ["spawn"]])
 def test_cpu_worker_takes_the_parent_environment_of_its_start(
-    base: Path, monkeypatch: pytest.MonkeyPatch
+    base: Path, monkeypatch: pytest.MonkeyPatch, methods: list[str]
 ) -> None:
     """CPU workers are forked from a server started with an earlier environment: each still
-    runs with the parent's environment of the moment it starts, and its share of the cores."""
-    from sparse_attention_hub.executor.backends import Slot
+    runs with the parent's environment of the moment it starts, and its share of the cores.
+    Where there is no forkserver they are spawned, with the same result."""
+    from sparse_attention_hub.executor.backends import Slot, local
     from sparse_attention_hub.executor.backends.local import LocalBackend
 
+    monkeypatch.setattr(local, "_START_METHODS", methods)
     monkeypatch.delenv("SAH_TEST_PROBE", raising=False)
     first = LocalBackend([Slot(0, "cpu")], cpu_threads=1)
     first.start()  # starts the server (if no test before did) without the variable

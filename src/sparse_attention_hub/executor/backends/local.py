@@ -80,7 +80,7 @@ class LocalBackend:
 
     def _spawn(self, slot: Slot) -> None:
         changes = worker_environment(slot.device, self.cpu_threads, os.environ)
-        spawned = slot.device.startswith("cuda:")
+        spawned = slot.device.startswith("cuda:") or "forkserver" not in _START_METHODS
         context = self._spawn_context if spawned else _warm_context()
         parent_conn, child_conn = context.Pipe()
         process = context.Process(
@@ -160,6 +160,7 @@ class LocalBackend:
 
 
 _PRELOAD = ("torch", "sparse_attention_hub.executor.worker")
+_START_METHODS = mp.get_all_start_methods()  # no forkserver (Windows): CPU workers are spawned too
 
 
 def _warm_context() -> mp.context.ForkServerContext:
