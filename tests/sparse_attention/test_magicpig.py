@@ -1,12 +1,28 @@
-"""MagicPIG's bit-sliced collision counting against the definition (per-table code equality)."""
+"""MagicPIG's bit-sliced collision counting against the definition (per-table code equality),
+and the bucket index against the bit-sliced test."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparse_attention_hub.sparse_attention.maskers.magicpig import KeyBits, bit_major, colliding
+from sparse_attention_hub.sparse_attention import (
+    MagicPigConfig,
+    ResearchAttentionConfig,
+    SinkMaskerConfig,
+    SparseState,
+    sparse_attention_forward,
+)
+from sparse_attention_hub.sparse_attention.maskers import magicpig as magicpig_module
+from sparse_attention_hub.sparse_attention.maskers.lsh_index import BucketIndex
+from sparse_attention_hub.sparse_attention.maskers.magicpig import (
+    KeyBits,
+    bit_major,
+    colliding,
+    colliding_indexed,
+)
 
 FAST = settings(max_examples=25, deadline=None)
 
@@ -72,3 +88,92 @@ def test_key_bits_extended_piece_by_piece_and_cropped_equal_one_packing(
     again = (cropped or KeyBits.empty(signs, 5)).extend(other)
     fresh = KeyBits.empty(signs, 5).extend(torch.cat([signs[:, :, :keep], other], dim=2))
     assert torch.equal(again.words(), fresh.words())
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    bits=st.integers(1, 12),
+    tables=st.integers(1, 20),
+    keys=st.integers(1, 300),
+    indexed=st.floats(0.0, 1.0),
+    rows=st.integers(1, 8),
+    matches=st.sampled_from([1, 2]),
+    tables_per_block=st.integers(1, 4),
+    budget=st.sampled_from([1, 2000, 1 << 30]),  # small: buckets expanded in many blocks
+)
+def test_bucket_index_selects_what_the_bit_sliced_test_selects(
+    seed: int,
+    bits: int,
+    tables: int,
+    keys: int,
+    indexed: float,
+    rows: int,
+    matches: int,
+    tables_per_block: int,
+    budget: int,
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    width = tables * bits
+    key_signs = torch.rand(2, 3, keys, width, generator=generator) < 0.5
+    query_signs = torch.rand(2, 3, rows, width, generator=generator) < 0.5
+    copied = torch.rand(2, 3, keys, tables, generator=generator) < 0.4
+    source = query_signs[:, :, :1].unflatten(-1, (tables, bits))
+    key_signs = torch.where(
+        copied[..., None], source, key_signs.unflatten(-1, (tables, bits))
+    ).flatten(-2)
+    key_bits = KeyBits.empty(key_signs, width).extend(bit_major(key_signs, bits))
+    length = round(indexed * keys)  # keys [length, keys) form the tail
+    index = BucketIndex.build(key_bits.buffer, length, bits, tables_per_block)
+    got = colliding_indexed(query_signs, key_bits, index, bits, matches, budget)
+    expected = colliding(query_signs, key_bits.words(), bits, matches, 1 << 30)[..., :keys]
+    assert torch.equal(got, expected)
+
+
+def _decode_two_questions(
+    config: ResearchAttentionConfig, keys: torch.Tensor
+) -> tuple[list[torch.Tensor], set[int]]:
+    """Outputs of two questions over one context, each a prefill of 5 queries and decode steps
+    adding one key a call, the state cropped back to the context in between; and the lengths
+    the bucket index had."""
+    generator = torch.Generator().manual_seed(3)
+    context, steps = 200, 60  # 5 + 60 keys past the index: rebuilt once past 200 / 4
+    queries = torch.randn(1, 4, keys.shape[2], keys.shape[3], generator=generator)
+    state = SparseState()
+    outputs, lengths = [], set()
+    for question in range(2):
+        state.crop(context)
+        state.begin_question("sample", question)
+        start = context + 5
+        for stop in [start, *range(start + 1, start + steps)]:
+            rows = slice(stop - 5 if stop == start else stop - 1, stop)
+            key = keys[:, :, :stop]
+            outputs.append(
+                sparse_attention_forward(
+                    queries[:, :, rows],
+                    key,
+                    key,
+                    None,
+                    0.125,
+                    layer_idx=1,
+                    config=config,
+                    state=state,
+                )
+            )
+            lengths |= {e.length for e in state.layer(1).values() if isinstance(e, BucketIndex)}
+    return outputs, lengths
+
+
+@pytest.mark.parametrize(("transform", "matches"), [("mips", 1), ("none", 2)])
+def test_masker_with_the_bucket_index_equals_the_bit_sliced_masker(
+    transform: str, matches: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    magicpig = MagicPigConfig(lsh_l=12, lsh_k=3, transform=transform, min_table_matches=matches)
+    config = ResearchAttentionConfig([SinkMaskerConfig(sink_size=2), magicpig])
+    keys = torch.randn(1, 2, 300, 16, generator=torch.Generator().manual_seed(4))
+    indexed, lengths = _decode_two_questions(config, keys)
+    assert 200 in lengths and max(lengths) > 200  # built over the context, rebuilt in decode
+    monkeypatch.setattr(magicpig_module, "MAX_BITS", 0)  # every call bit-sliced
+    bit_sliced, no_index = _decode_two_questions(config, keys)
+    assert not no_index
+    assert all(torch.equal(a, b) for a, b in zip(indexed, bit_sliced, strict=True))

@@ -19,6 +19,13 @@ from sparse_attention_hub.sparse_attention.bools import as_bytes, on_selected, t
 from sparse_attention_hub.sparse_attention.budget import PositiveInt
 from sparse_attention_hub.sparse_attention.mask import candidates, union
 from sparse_attention_hub.sparse_attention.maskers.base import MASKERS, MaskerConfig, MaskInputs
+from sparse_attention_hub.sparse_attention.maskers.lsh_index import (
+    BUILD_BYTES,
+    MAX_BITS,
+    BucketIndex,
+    table_codes,
+    unpack_bits,
+)
 
 _MIN_PROBABILITY = 1e-4
 _KEY_DERIVED = ("magicpig_norms_", "magicpig_mnorm_", "magicpig_codes_")  # depend on mu
@@ -160,7 +167,37 @@ def colliding(
     assert hits is not None
     enough = hits[0] if matches == 1 else hits[1]
     assert enough is not None
-    return _unpack(enough)
+    return unpack_bits(enough.contiguous().view(torch.uint8))
+
+
+def colliding_indexed(
+    query_signs: torch.Tensor,
+    key_bits: KeyBits,
+    index: BucketIndex,
+    bits: int,
+    matches: int,
+    budget: int,
+) -> torch.Tensor:
+    """`colliding` over keys [0, key_bits.length), bool `(B, H_kv, rows, N)`, the same keys:
+    those in `index` read from their buckets, the rest (the tail) bit-sliced over the words
+    that hold them (docs/methods.md §6.10). A key is in one part only, so each part's
+    ">= matches" is the whole answer for its keys."""
+    total, start = key_bits.length, index.length
+    codes = table_codes(query_signs.unflatten(-1, (-1, bits)), dim=-1)
+    hits = index.lookup(codes, matches, budget, total)
+    if start == total:
+        return hits
+    if total - start <= 64 and codes.numel() * (total - start) <= budget:
+        # a few keys (decode steps): their codes compared directly, in fewer ops
+        signs = unpack_bits(key_bits.buffer[..., start // 8 : -(-total // 8)])
+        signs = signs[..., start % 8 : start % 8 + total - start].unflatten(2, (bits, -1))
+        equal = codes.unsqueeze(-1) == table_codes(signs, dim=2).unsqueeze(2)
+        hits[..., start:] = as_bytes(equal).sum(dim=-2, dtype=torch.int32) >= matches
+        return hits
+    word = start // 64
+    tail = colliding(query_signs, key_bits.words()[..., word:], bits, matches, budget)
+    hits[..., start:] = tail[..., start - word * 64 : total - word * 64]
+    return hits
 
 
 def bit_major(signs: torch.Tensor, bits: int) -> torch.Tensor:
@@ -204,15 +241,6 @@ def _join(
     return a[0] | b[0], a[1] | b[1] | (a[0] & b[0])
 
 
-def _unpack(words: torch.Tensor) -> torch.Tensor:
-    """int64 words `(..., words)` -> bool `(..., words * 64)`, key j = bit j % 8 of byte j // 8."""
-    data = words.contiguous().view(torch.uint8)
-    shifts = torch.arange(8, dtype=torch.uint8, device=words.device)
-    return (
-        (data.unsqueeze(-1) >> shifts).bitwise_and_(1).view(*words.shape[:-1], -1).view(torch.bool)
-    )
-
-
 @MASKERS.register("magicpig")
 class MagicPigConfig(MaskerConfig):
     """Candidates colliding with the query in >= `min_table_matches` of `lsh_l` tables; value p."""
@@ -248,13 +276,11 @@ class MagicPigConfig(MaskerConfig):
         key_bits, key_norms = self.key_bits(inputs, mean, planes)
         queries = inputs.queries
         batch, heads, q_len, _ = queries.shape
-        kv_heads = key_bits.shape[1]
+        kv_heads = key_bits.buffer.shape[1]
         signs = hash_signs(queries, planes[: queries.shape[-1]])
         signs = signs.reshape(batch, kv_heads, heads // kv_heads * q_len, -1)
-        hits = colliding(
-            signs, key_bits, self.lsh_k, self.min_table_matches, inputs.scope.memory_bytes // 16
-        )
-        hits = hits[..., : inputs.n_keys].reshape(batch, heads, q_len, inputs.n_keys)
+        hits = self.collisions(inputs, signs, key_bits)
+        hits = hits.reshape(batch, heads, q_len, inputs.n_keys)
         selected = eligible & hits
 
         q_dot = inputs.scores
@@ -307,18 +333,60 @@ class MagicPigConfig(MaskerConfig):
         planes_tensor: torch.Tensor = cache[name]
         return planes_tensor
 
+    def collisions(
+        self, inputs: MaskInputs, signs: torch.Tensor, key_bits: KeyBits
+    ) -> torch.Tensor:
+        """Keys colliding with each row of `signs` `(B, H_kv, rows, tables * bits)` in >=
+        `min_table_matches` tables, bool `(B, H_kv, rows, N)`. On CPU most keys are read from
+        the bucket index (`colliding_indexed`, the same selection); elsewhere all are bit-sliced,
+        which reads no data-dependent size back to the host."""
+        budget = inputs.scope.memory_bytes // 16
+        if inputs.keys.device.type != "cpu" or self.lsh_k > MAX_BITS:
+            hits = colliding(signs, key_bits.words(), self.lsh_k, self.min_table_matches, budget)
+            return hits[..., : inputs.n_keys]
+        index = self.bucket_index(inputs, key_bits)
+        return colliding_indexed(signs, key_bits, index, self.lsh_k, self.min_table_matches, budget)
+
+    def bucket_index(self, inputs: MaskInputs, key_bits: KeyBits) -> BucketIndex:
+        """The layer's bucket index of the keys before the call (N - Q), cached: built when
+        absent and rebuilt once the keys past it outnumber a quarter of it, so a decode step
+        stays a few lookups and an index of a question's context survives the crop back to it
+        (docs/methods.md §6.10)."""
+        cache = inputs.state.layer(inputs.layer_idx)
+        name = self._index_name(inputs)
+        index = cache.get(name)
+        length = min(inputs.scope.context_length, key_bits.length)
+        if (
+            not isinstance(index, BucketIndex)
+            or index.length > key_bits.length
+            or (length > index.length and (key_bits.length - index.length) * 4 > index.length)
+        ):
+            batch, kv_heads = key_bits.buffer.shape[:2]
+            per_table = batch * kv_heads * length * (self.lsh_k + BUILD_BYTES)
+            tables = inputs.key_block(per_table)  # key-side work: the same share of the budget
+            index = BucketIndex.build(key_bits.buffer, length, self.lsh_k, tables)
+            cache[name] = index
+        return index
+
+    def _suffix(self, inputs: MaskInputs) -> str:
+        return f"{self.center}_{self.transform}_{self.lsh_k}_{self.lsh_l}_{inputs.seed}"
+
+    def _index_name(self, inputs: MaskInputs) -> str:
+        # a `magicpig_codes_` name: dropped with the codes when mu changes (`_KEY_DERIVED`)
+        return f"magicpig_codes_index_{self._suffix(inputs)}"
+
     def key_bits(
         self, inputs: MaskInputs, mean: torch.Tensor | None, planes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bits `(B, H_kv, bits * tables, words)` int64, bit-major (`KeyBits.words`), and norms
-        ||k - mu|| `(B, H_kv, N, 1)` of all keys, cached and extended key by key.
+    ) -> tuple[KeyBits, torch.Tensor]:
+        """Bits of all N keys (`KeyBits`; `words()` gives `(B, H_kv, bits * tables, words)`
+        int64, bit-major) and norms ||k - mu|| `(B, H_kv, N, 1)`, cached and extended key by key.
 
         With `mips` the bits depend on M_norm = max norm over the current keys, per (batch, KV
         head); when it differs from the one the cached bits were hashed with, all are recomputed
-        (the one host read of this masker: whether M_norm grew).
+        (the one host read of this masker: whether M_norm grew), and so is the bucket index.
         """
         cache = inputs.state.layer(inputs.layer_idx)
-        suffix = f"{self.center}_{self.transform}_{self.lsh_k}_{self.lsh_l}_{inputs.seed}"
+        suffix = self._suffix(inputs)
         bits_name = f"magicpig_codes_{suffix}"
         norm_name = f"magicpig_mnorm_{suffix}"
 
@@ -350,6 +418,7 @@ class MagicPigConfig(MaskerConfig):
 
         entry = cache.get(bits_name)
         if not isinstance(entry, KeyBits):
+            cache.pop(self._index_name(inputs), None)  # codes of bits that are hashed anew
             entry = KeyBits.empty(inputs.keys, planes.shape[-1], inputs.n_keys)
         elif entry.length > inputs.n_keys:
             entry = entry.crop(inputs.n_keys) or KeyBits.empty(
@@ -363,7 +432,7 @@ class MagicPigConfig(MaskerConfig):
                 bit_major(signs_of(start, min(start + block, inputs.n_keys)), self.lsh_k)
             )
         cache[bits_name] = entry
-        return entry.words(), norms if m_norm is None else m_norm
+        return entry, norms if m_norm is None else m_norm
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
