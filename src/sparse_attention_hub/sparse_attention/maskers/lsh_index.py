@@ -51,8 +51,9 @@ class BucketIndex:
     """Keys [0, length) grouped by code, per (batch, KV head, table).
 
     `order` `(B, H_kv, tables, length)` int32: the key indices sorted by their code in that
-    table; `offsets` `(B, H_kv, tables, 2**bits + 1)` int32: the keys whose code is c are
-    `order[..., offsets[c] : offsets[c + 1]]`.
+    table; `offsets` `(B, H_kv, tables, 2**bits + 1)` int64: the keys whose code is c are
+    `order.view(-1)[offsets[c] : offsets[c + 1]]` (offsets into the flat `order`, so a lookup
+    needs no arithmetic on the table's position).
     """
 
     order: torch.Tensor
@@ -74,7 +75,7 @@ class BucketIndex:
         tables = width // bits
         planes = bit_planes[..., : -(-length // 8)].unflatten(2, (bits, tables))
         order = torch.empty(batch, kv_heads, tables, length, dtype=torch.int32)
-        offsets = torch.zeros(batch, kv_heads, tables, (1 << bits) + 1, dtype=torch.int32)
+        offsets = torch.zeros(batch, kv_heads, tables, (1 << bits) + 1, dtype=torch.int64)
         for start in range(0, tables, max(1, tables_per_block)):
             stop = min(start + max(1, tables_per_block), tables)
             codes = table_codes(unpack_bits(planes[:, :, :, start:stop])[..., :length], dim=2)
@@ -83,7 +84,8 @@ class BucketIndex:
                 np.argsort(codes.numpy(), axis=-1, kind="stable")
             )
             offsets[:, :, start:stop, 1:] = _counts(codes, bits).cumsum(-1)
-        return cls(order, offsets, length)
+        first = torch.arange(batch * kv_heads * tables).view(batch, kv_heads, tables, 1)
+        return cls(order, offsets.add_(first * length), length)
 
     def lookup(
         self, query_codes: torch.Tensor, matches: int, budget: int, width: int
@@ -96,13 +98,10 @@ class BucketIndex:
         """
         batch, kv_heads, rows, tables = query_codes.shape
         codes = query_codes.transpose(-1, -2).long()  # (B, H_kv, tables, rows): one segment each
-        starts = self.offsets.gather(-1, codes)
-        sizes = (self.offsets.gather(-1, codes + 1) - starts).view(-1)
-        heads = torch.arange(batch * kv_heads).view(batch, kv_heads, 1, 1)
-        table_starts = (heads * tables + torch.arange(tables).view(tables, 1)) * self.length
-        source = (table_starts + starts).view(-1)  # segment's first entry in `order`
-        row_starts = (heads * rows + torch.arange(rows)) * width  # the row's first entry in hits
-        target = row_starts.expand(batch, kv_heads, tables, rows).reshape(-1)
+        source = self.offsets.gather(-1, codes).view(-1)  # segment's first entry in `order`
+        sizes = self.offsets.gather(-1, codes.add_(1)).view(-1).sub_(source)
+        row_starts = torch.arange(0, batch * kv_heads * rows * width, width)  # rows of hits
+        target = row_starts.view(batch, kv_heads, 1, rows).expand(-1, -1, tables, -1).reshape(-1)
         order = self.order.view(-1)
         flat = batch * kv_heads * rows * width
         hits = torch.zeros(flat, dtype=torch.bool if matches == 1 else torch.int32)
@@ -110,7 +109,7 @@ class BucketIndex:
             size = sizes[first:last]
             before = size.cumsum(0).sub_(size)  # pair index of each segment's first key
             at = torch.repeat_interleave(source[first:last] - before, size, output_size=total)
-            keys = order[at.add_(torch.arange(total))]
+            keys = order.index_select(0, at.add_(torch.arange(total)))
             where = torch.repeat_interleave(target[first:last], size, output_size=total)
             where += keys
             if matches == 1:

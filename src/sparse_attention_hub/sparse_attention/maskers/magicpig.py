@@ -189,8 +189,9 @@ def colliding_indexed(
         return hits
     if total - start <= 64 and codes.numel() * (total - start) <= budget:
         # a few keys (decode steps): their codes compared directly, in fewer ops
-        signs = unpack_bits(key_bits.buffer[..., start // 8 : -(-total // 8)])
-        signs = signs[..., start % 8 : start % 8 + total - start].unflatten(2, (bits, -1))
+        keys = torch.arange(start, total)  # key j: bit j % 8 of byte j // 8
+        signs = key_bits.buffer.index_select(-1, keys // 8) >> (keys % 8).to(torch.uint8)
+        signs = signs.bitwise_and_(1).view(torch.bool).unflatten(2, (bits, -1))
         equal = codes.unsqueeze(-1) == table_codes(signs, dim=2).unsqueeze(2)
         hits[..., start:] = as_bytes(equal).sum(dim=-2, dtype=torch.int32) >= matches
         return hits
