@@ -122,9 +122,11 @@ def test_bucket_index_selects_what_the_bit_sliced_test_selects(
     key_signs = torch.where(
         copied[..., None], source, key_signs.unflatten(-1, (tables, bits))
     ).flatten(-2)
-    key_bits = KeyBits.empty(key_signs, width).extend(bit_major(key_signs, bits))
+    key_bits = KeyBits.empty(key_signs, width, code_bits=bits)
+    for start in range(0, keys, 70):  # extended piece by piece, as decode steps do
+        key_bits = key_bits.extend(bit_major(key_signs[:, :, start : start + 70], bits))
     length = round(indexed * keys)  # keys [length, keys) form the tail
-    index = BucketIndex.build(key_bits.buffer, length, bits, tables_per_block)
+    index = BucketIndex.build(key_bits, length, tables_per_block)
     got = colliding_indexed(query_signs, key_bits, index, bits, matches, budget)
     expected = colliding(query_signs, key_bits.words(), bits, matches, 1 << 30)[..., :keys]
     assert torch.equal(got, expected)

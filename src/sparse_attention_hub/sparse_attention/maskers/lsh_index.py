@@ -1,5 +1,6 @@
-"""Bucket index of LSH table codes: a query's colliding keys read from one bucket per table
-(docs/methods.md §6.10).
+"""How MagicPIG keeps its keys' LSH signatures: bit-sliced bits (`KeyBits`) and a bucket index
+of their table codes (`BucketIndex`), so a query's colliding keys are read from one bucket per
+table (docs/methods.md §6.10).
 
 The bit-sliced test (`magicpig.colliding`) costs rows x tables x bits x N / 64 word operations per
 call. Grouping each (batch, KV head, table)'s keys by their code makes a table's test one bucket
@@ -17,17 +18,9 @@ import torch
 
 MAX_BITS = 12
 """Widest code indexed: the bucket offsets take 2**bits + 1 int32 per table (16 KiB at 12)."""
-BUILD_BYTES = 32
-"""Working bytes per (batch, KV head, table, key) while building, besides one per bit."""
+BUILD_BYTES = 28
+"""Working bytes per (batch, KV head, table, key) while building an index."""
 _PAIR_BYTES = 64  # per (row, key) hit while buckets are expanded: a few int64 index tensors
-
-
-def unpack_bits(data: torch.Tensor) -> torch.Tensor:
-    """uint8 `(..., bytes)` -> bool `(..., bytes * 8)`, entry j = bit j % 8 of byte j // 8."""
-    data = data.contiguous()
-    shifts = torch.arange(8, dtype=torch.uint8, device=data.device)
-    unpacked = (data.unsqueeze(-1) >> shifts).bitwise_and_(1)
-    return unpacked.view(*data.shape[:-1], -1).view(torch.bool)
 
 
 def table_codes(signs: torch.Tensor, dim: int) -> torch.Tensor:
@@ -44,6 +37,92 @@ def table_codes(signs: torch.Tensor, dim: int) -> torch.Tensor:
     for bit in range(bits):
         code.bitwise_or_(signs.select(dim, bit).to(torch.int16).bitwise_left_shift_(bit))
     return code
+
+
+@dataclass(frozen=True)
+class KeyBits:
+    """SimHash bits of keys [0, length), bit-sliced: `buffer` `(B, H_kv, width,
+    capacity)` uint8 holds key j's sign column c at byte j // 8, bit j % 8 of row c, so one int64
+    word covers 64 keys and a table's collisions with a query are a few word operations
+    (docs/methods.md §6.10). MagicPIG stores the columns bit-major (`magicpig.bit_major`).
+
+    `capacity` is a multiple of 8 bytes with room to spare (a decode step writes one byte);
+    bytes past `length` keys belong to no live entry and are never read as keys.
+
+    With `code_bits` > 0 (on CPU) `codes` `(B, H_kv, capacity * 8, tables)` int16 also holds
+    each key's table codes (`table_codes`), key-major, made from the same signs as its bits:
+    the bucket index is built from them and the keys past it are compared by code, reading
+    a key's codes in one place (a key's bits lie in `width` rows, one byte each, capacity apart).
+    """
+
+    buffer: torch.Tensor
+    length: int
+    codes: torch.Tensor | None = None
+    code_bits: int = 0
+
+    def crop(self, length: int) -> KeyBits | None:
+        if length >= self.length:
+            return self
+        return KeyBits(self.buffer, length, self.codes, self.code_bits) if length > 0 else None
+
+    def words(self) -> torch.Tensor:
+        """The bits of the live keys as int64 words, `(B, H_kv, width, words)`."""
+        used = -(-self.length // 64) * 8
+        return self.buffer[..., :used].view(torch.int64)
+
+    def key_codes(self, start: int, stop: int) -> torch.Tensor:
+        """Codes of keys [start, stop), `(B, H_kv, stop - start, tables)` int16 (`code_bits`)."""
+        if self.codes is None:
+            raise ValueError("these key bits keep no codes (code_bits 0)")
+        return self.codes[:, :, start:stop]
+
+    def extend(self, signs: torch.Tensor) -> KeyBits:
+        """These keys followed by `signs` `(B, H_kv, new, width)` bool, bit-major; reuses
+        the buffers while they have room."""
+        start, total = self.length, self.length + signs.shape[-2]
+        first, stop = start // 8, -(-total // 8)
+        buffer, codes = self.buffer, self.codes
+        if stop > buffer.shape[-1]:
+            buffer = buffer.new_zeros((*buffer.shape[:-1], _capacity(stop)))
+            kept_bytes = min(first + 1, self.buffer.shape[-1])
+            buffer[..., :kept_bytes] = self.buffer[..., :kept_bytes]
+            if codes is not None:
+                codes = codes.new_empty((*codes.shape[:2], buffer.shape[-1] * 8, codes.shape[-1]))
+                codes[:, :, :start] = self.key_codes(0, start)
+        shifted = torch.zeros(
+            (*signs.shape[:2], signs.shape[-1], (stop - first) * 8),
+            dtype=torch.uint8,
+            device=signs.device,
+        )
+        shifted[..., start - first * 8 : total - first * 8] = signs.transpose(-1, -2)
+        powers = 2 ** torch.arange(8, dtype=torch.uint8, device=signs.device)
+        packed = (shifted.view(*shifted.shape[:-1], -1, 8) * powers).sum(-1, dtype=torch.uint8)
+        kept = (1 << (start % 8)) - 1  # bits of the keys before `start` in the first byte
+        packed[..., 0] |= buffer[..., first] & kept
+        buffer[..., first:stop] = packed
+        if codes is not None:  # bit-major columns: bit b of table t at b * tables + t
+            codes[:, :, start:total] = table_codes(signs.unflatten(-1, (self.code_bits, -1)), -2)
+        return KeyBits(buffer, total, codes, self.code_bits)
+
+    @classmethod
+    def empty(cls, like: torch.Tensor, width: int, keys: int = 0, code_bits: int = 0) -> KeyBits:
+        """No keys yet, with room for `keys` (so filling them never copies the buffers); codes
+        of `code_bits` bits are kept too when `code_bits` > 0."""
+        batch, kv_heads = like.shape[:2]
+        capacity = _capacity(-(-keys // 8))
+        buffer = torch.zeros(
+            batch, kv_heads, width, capacity, dtype=torch.uint8, device=like.device
+        )
+        codes = None
+        if code_bits > 0:
+            shape = (batch, kv_heads, capacity * 8, width // code_bits)
+            codes = torch.empty(shape, dtype=torch.int16, device=like.device)
+        return cls(buffer, 0, codes, code_bits)
+
+
+def _capacity(used_bytes: int) -> int:
+    """Buffer bytes for `used_bytes`: 1/8 spare (decode steps append in place), whole words."""
+    return -(-(used_bytes + used_bytes // 8 + 64) // 8) * 8
 
 
 @dataclass(frozen=True)
@@ -65,25 +144,22 @@ class BucketIndex:
         return self if length >= self.length else None
 
     @classmethod
-    def build(
-        cls, bit_planes: torch.Tensor, length: int, bits: int, tables_per_block: int
-    ) -> BucketIndex:
-        """The index of keys [0, length) of `bit_planes` `(B, H_kv, bits * tables, bytes)` uint8,
-        bit-major, 8 keys a byte (`magicpig.KeyBits.buffer`): codes come from the stored bits,
-        so they always agree with the bit-sliced test. Tables go `tables_per_block` at a time."""
-        batch, kv_heads, width, _ = bit_planes.shape
-        tables = width // bits
-        planes = bit_planes[..., : -(-length // 8)].unflatten(2, (bits, tables))
+    def build(cls, key_bits: KeyBits, length: int, tables_per_block: int) -> BucketIndex:
+        """The index of keys [0, length) from the codes `key_bits` keeps (made from the same
+        signs as its bits, so the two never disagree); tables go `tables_per_block` at a time."""
+        codes = key_bits.key_codes(0, length)
+        batch, kv_heads, _, tables = codes.shape
         order = torch.empty(batch, kv_heads, tables, length, dtype=torch.int32)
-        offsets = torch.zeros(batch, kv_heads, tables, (1 << bits) + 1, dtype=torch.int64)
+        offsets = torch.zeros(batch, kv_heads, tables, (1 << key_bits.code_bits) + 1)
+        offsets = offsets.to(torch.int64)
         for start in range(0, tables, max(1, tables_per_block)):
             stop = min(start + max(1, tables_per_block), tables)
-            codes = table_codes(unpack_bits(planes[:, :, :, start:stop])[..., :length], dim=2)
+            block = codes[..., start:stop].transpose(-1, -2).contiguous()  # keys last
             # numpy's stable sort of int16 is a radix sort: 15x faster than torch.sort here
             order[:, :, start:stop] = torch.from_numpy(
-                np.argsort(codes.numpy(), axis=-1, kind="stable")
+                np.argsort(block.numpy(), axis=-1, kind="stable")
             )
-            offsets[:, :, start:stop, 1:] = _counts(codes, bits).cumsum(-1)
+            offsets[:, :, start:stop, 1:] = _counts(block, key_bits.code_bits).cumsum(-1)
         first = torch.arange(batch * kv_heads * tables).view(batch, kv_heads, tables, 1)
         return cls(order, offsets.add_(first * length), length)
 

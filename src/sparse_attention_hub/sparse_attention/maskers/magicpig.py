@@ -23,8 +23,8 @@ from sparse_attention_hub.sparse_attention.maskers.lsh_index import (
     BUILD_BYTES,
     MAX_BITS,
     BucketIndex,
+    KeyBits,
     table_codes,
-    unpack_bits,
 )
 
 _MIN_PROBABILITY = 1e-4
@@ -40,69 +40,6 @@ class ContextMean:
 
     def crop(self, length: int) -> ContextMean | None:
         return self if length >= self.length else None
-
-
-@dataclass(frozen=True)
-class KeyBits:
-    """SimHash bits of keys [0, length), bit-sliced: `buffer` `(B, H_kv, width,
-    capacity)` uint8 holds key j's sign column c at byte j // 8, bit j % 8 of row c, so one int64
-    word covers 64 keys and a table's collisions with a query are a few word operations
-    (docs/methods.md §6.10). MagicPIG stores the columns bit-major (`bit_major`).
-
-    `capacity` is a multiple of 8 bytes with room to spare (a decode step writes one byte);
-    bytes past `length` keys belong to no live entry and are never read as keys.
-    """
-
-    buffer: torch.Tensor
-    length: int
-
-    def crop(self, length: int) -> KeyBits | None:
-        if length >= self.length:
-            return self
-        return KeyBits(self.buffer, length) if length > 0 else None
-
-    def words(self) -> torch.Tensor:
-        """The bits of the live keys as int64 words, `(B, H_kv, width, words)`."""
-        used = -(-self.length // 64) * 8
-        return self.buffer[..., :used].view(torch.int64)
-
-    def extend(self, signs: torch.Tensor) -> KeyBits:
-        """These keys followed by `signs` `(B, H_kv, new, width)` bool; reuses
-        the buffer while it has room."""
-        start, total = self.length, self.length + signs.shape[-2]
-        first, stop = start // 8, -(-total // 8)
-        buffer = self.buffer
-        if stop > buffer.shape[-1]:
-            buffer = buffer.new_zeros((*buffer.shape[:-1], _capacity(stop)))
-            kept_bytes = min(first + 1, self.buffer.shape[-1])
-            buffer[..., :kept_bytes] = self.buffer[..., :kept_bytes]
-        shifted = torch.zeros(
-            (*signs.shape[:2], signs.shape[-1], (stop - first) * 8),
-            dtype=torch.uint8,
-            device=signs.device,
-        )
-        shifted[..., start - first * 8 : total - first * 8] = signs.transpose(-1, -2)
-        powers = 2 ** torch.arange(8, dtype=torch.uint8, device=signs.device)
-        packed = (shifted.view(*shifted.shape[:-1], -1, 8) * powers).sum(-1, dtype=torch.uint8)
-        kept = (1 << (start % 8)) - 1  # bits of the keys before `start` in the first byte
-        packed[..., 0] |= buffer[..., first] & kept
-        buffer[..., first:stop] = packed
-        return KeyBits(buffer, total)
-
-    @classmethod
-    def empty(cls, like: torch.Tensor, width: int, keys: int = 0) -> KeyBits:
-        """No keys yet, with room for `keys` (so filling them never copies the buffer)."""
-        batch, kv_heads = like.shape[:2]
-        capacity = _capacity(-(-keys // 8))
-        buffer = torch.zeros(
-            batch, kv_heads, width, capacity, dtype=torch.uint8, device=like.device
-        )
-        return cls(buffer, 0)
-
-
-def _capacity(used_bytes: int) -> int:
-    """Buffer bytes for `used_bytes`: 1/8 spare (decode steps append in place), whole words."""
-    return -(-(used_bytes + used_bytes // 8 + 64) // 8) * 8
 
 
 def collision_probability(
@@ -167,7 +104,7 @@ def colliding(
     assert hits is not None
     enough = hits[0] if matches == 1 else hits[1]
     assert enough is not None
-    return unpack_bits(enough.contiguous().view(torch.uint8))
+    return _unpack(enough)
 
 
 def colliding_indexed(
@@ -189,11 +126,8 @@ def colliding_indexed(
         return hits
     if total - start <= 64 and codes.numel() * (total - start) <= budget:
         # a few keys (decode steps): their codes compared directly, in fewer ops
-        keys = torch.arange(start, total)  # key j: bit j % 8 of byte j // 8
-        signs = key_bits.buffer.index_select(-1, keys // 8) >> (keys % 8).to(torch.uint8)
-        signs = signs.bitwise_and_(1).view(torch.bool).unflatten(2, (bits, -1))
-        equal = codes.unsqueeze(-1) == table_codes(signs, dim=2).unsqueeze(2)
-        hits[..., start:] = as_bytes(equal).sum(dim=-2, dtype=torch.int32) >= matches
+        equal = codes.unsqueeze(-2) == key_bits.key_codes(start, total).unsqueeze(2)
+        hits[..., start:] = as_bytes(equal).sum(dim=-1, dtype=torch.int32) >= matches
         return hits
     word = start // 64
     tail = colliding(query_signs, key_bits.words()[..., word:], bits, matches, budget)
@@ -240,6 +174,15 @@ def _join(
     if matches == 1 or a[1] is None or b[1] is None:
         return a[0] | b[0], None
     return a[0] | b[0], a[1] | b[1] | (a[0] & b[0])
+
+
+def _unpack(words: torch.Tensor) -> torch.Tensor:
+    """int64 words `(..., words)` -> bool `(..., words * 64)`, key j = bit j % 8 of byte j // 8."""
+    data = words.contiguous().view(torch.uint8)
+    shifts = torch.arange(8, dtype=torch.uint8, device=words.device)
+    return (
+        (data.unsqueeze(-1) >> shifts).bitwise_and_(1).view(*words.shape[:-1], -1).view(torch.bool)
+    )
 
 
 @MASKERS.register("magicpig")
@@ -342,7 +285,7 @@ class MagicPigConfig(MaskerConfig):
         the bucket index (`colliding_indexed`, the same selection); elsewhere all are bit-sliced,
         which reads no data-dependent size back to the host."""
         budget = inputs.scope.memory_bytes // 16
-        if inputs.keys.device.type != "cpu" or self.lsh_k > MAX_BITS:
+        if key_bits.codes is None:  # not on CPU, or codes too wide (`key_bits`)
             hits = colliding(signs, key_bits.words(), self.lsh_k, self.min_table_matches, budget)
             return hits[..., : inputs.n_keys]
         index = self.bucket_index(inputs, key_bits)
@@ -363,9 +306,8 @@ class MagicPigConfig(MaskerConfig):
             or (length > index.length and (key_bits.length - index.length) * 4 > index.length)
         ):
             batch, kv_heads = key_bits.buffer.shape[:2]
-            per_table = batch * kv_heads * length * (self.lsh_k + BUILD_BYTES)
-            tables = inputs.key_block(per_table)  # key-side work: the same share of the budget
-            index = BucketIndex.build(key_bits.buffer, length, self.lsh_k, tables)
+            tables = inputs.key_block(batch * kv_heads * length * BUILD_BYTES)  # key-side work
+            index = BucketIndex.build(key_bits, length, tables)
             cache[name] = index
         return index
 
@@ -417,13 +359,16 @@ class MagicPigConfig(MaskerConfig):
                 keys = torch.cat([keys, extra], dim=-1)
             return hash_signs(keys, planes)
 
+        # codes for the bucket index on CPU (`collisions`): where it reads no sizes back
+        on_cpu = inputs.keys.device.type == "cpu"
+        code_bits = self.lsh_k if on_cpu and self.lsh_k <= MAX_BITS else 0
         entry = cache.get(bits_name)
         if not isinstance(entry, KeyBits):
             cache.pop(self._index_name(inputs), None)  # codes of bits that are hashed anew
-            entry = KeyBits.empty(inputs.keys, planes.shape[-1], inputs.n_keys)
+            entry = KeyBits.empty(inputs.keys, planes.shape[-1], inputs.n_keys, code_bits)
         elif entry.length > inputs.n_keys:
             entry = entry.crop(inputs.n_keys) or KeyBits.empty(
-                inputs.keys, planes.shape[-1], inputs.n_keys
+                inputs.keys, planes.shape[-1], inputs.n_keys, code_bits
             )
         batch, kv_heads, _, dim = inputs.keys.shape
         # key blocks as the state hashed them before (same matmul shapes, same bits)
