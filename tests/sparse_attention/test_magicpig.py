@@ -16,8 +16,8 @@ from sparse_attention_hub.sparse_attention import (
     sparse_attention_forward,
 )
 from sparse_attention_hub.sparse_attention.maskers import magicpig as magicpig_module
-from sparse_attention_hub.sparse_attention.maskers.lsh_index import BucketIndex
-from sparse_attention_hub.sparse_attention.maskers.magicpig import (
+from sparse_attention_hub.sparse_attention.maskers.lsh_index import (
+    BucketIndex,
     KeyBits,
     bit_major,
     colliding,
@@ -178,4 +178,46 @@ def test_masker_with_the_bucket_index_equals_the_bit_sliced_masker(
     monkeypatch.setattr(magicpig_module, "MAX_BITS", 0)  # every call bit-sliced
     bit_sliced, no_index = _decode_two_questions(config, keys)
     assert not no_index
+    assert all(torch.equal(a, b) for a, b in zip(indexed, bit_sliced, strict=True))
+
+
+def _calls_at_1_mib(
+    config: ResearchAttentionConfig, keys: torch.Tensor
+) -> tuple[list[torch.Tensor], list[bool]]:
+    """Outputs of a question prefill at 1000 keys and a call at 1400 keys (1 MiB budget), and
+    whether the state kept key codes after each."""
+    queries = torch.randn(1, 4, 1400, 16, generator=torch.Generator().manual_seed(5))
+    state = SparseState()
+    state.begin_question("sample", 0)
+    outputs, kept = [], []
+    for rows in [slice(995, 1000), slice(1399, 1400)]:
+        key = keys[:, :, : rows.stop]
+        outputs.append(
+            sparse_attention_forward(
+                queries[:, :, rows],
+                key,
+                key,
+                None,
+                0.125,
+                layer_idx=1,
+                config=config,
+                state=state,
+                memory_mib=1,
+            )
+        )
+        entries = state.layer(1).values()
+        kept.append(any(isinstance(e, KeyBits) and e.codes is not None for e in entries))
+    return outputs, kept
+
+
+def test_codes_and_index_are_dropped_past_their_share_of_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 2 KV heads x 12 tables x (2 + 2) bytes a key: 1000 keys fit 1 MiB / 8, 1400 do not
+    config = ResearchAttentionConfig([MagicPigConfig(lsh_l=12, lsh_k=3)])
+    keys = torch.randn(1, 2, 1400, 16, generator=torch.Generator().manual_seed(6))
+    indexed, kept = _calls_at_1_mib(config, keys)
+    assert kept == [True, False]
+    monkeypatch.setattr(magicpig_module, "MAX_BITS", 0)
+    bit_sliced, _ = _calls_at_1_mib(config, keys)
     assert all(torch.equal(a, b) for a, b in zip(indexed, bit_sliced, strict=True))

@@ -1,11 +1,12 @@
-"""How MagicPIG keeps its keys' LSH signatures: bit-sliced bits (`KeyBits`) and a bucket index
-of their table codes (`BucketIndex`), so a query's colliding keys are read from one bucket per
-table (docs/methods.md §6.10).
+"""How MagicPIG keeps and searches its keys' LSH signatures (docs/methods.md §6.10): bit-sliced
+bits (`KeyBits`) tested 64 keys a word (`colliding`), and on CPU a bucket index of their table
+codes (`BucketIndex`), so a query's colliding keys are read from one bucket per table
+(`colliding_indexed`).
 
-The bit-sliced test (`magicpig.colliding`) costs rows x tables x bits x N / 64 word operations per
-call. Grouping each (batch, KV head, table)'s keys by their code makes a table's test one bucket
-read, so a call costs rows x tables lookups plus the (row, key) hits, and the selection is the same
-set of keys. CPU only: the number of hits is a data-dependent size, read back to the host.
+The bit-sliced test costs rows x tables x bits x N / 64 word operations per call. Grouping
+each (batch, KV head, table)'s keys by their code makes a table's test one bucket read, so a
+call costs rows x tables lookups plus the (row, key) hits, and the selection is the same set of
+keys. CPU only: the number of hits is a data-dependent size, read back to the host.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sparse_attention_hub.sparse_attention.bools import as_bytes
+
 MAX_BITS = 12
-"""Widest code indexed: the bucket offsets take 2**bits + 1 int32 per table (16 KiB at 12)."""
+"""Widest code indexed: the bucket offsets take 2**bits + 1 int64 per table (32 KiB at 12)."""
+INDEX_SHARE = 1 / 8
+"""Most of the call's memory budget a layer's codes and index may take (they stay in the
+state across calls; past it, at long contexts, the bit-sliced test alone runs)."""
 BUILD_BYTES = 28
 """Working bytes per (batch, KV head, table, key) while building an index."""
 _PAIR_BYTES = 64  # per (row, key) hit while buckets are expanded: a few int64 index tensors
@@ -44,7 +50,7 @@ class KeyBits:
     """SimHash bits of keys [0, length), bit-sliced: `buffer` `(B, H_kv, width,
     capacity)` uint8 holds key j's sign column c at byte j // 8, bit j % 8 of row c, so one int64
     word covers 64 keys and a table's collisions with a query are a few word operations
-    (docs/methods.md §6.10). MagicPIG stores the columns bit-major (`magicpig.bit_major`).
+    (docs/methods.md §6.10). MagicPIG stores the columns bit-major (`bit_major`).
 
     `capacity` is a multiple of 8 bytes with room to spare (a decode step writes one byte);
     bytes past `length` keys belong to no live entry and are never read as keys.
@@ -129,7 +135,8 @@ def _capacity(used_bytes: int) -> int:
 class BucketIndex:
     """Keys [0, length) grouped by code, per (batch, KV head, table).
 
-    `order` `(B, H_kv, tables, length)` int32: the key indices sorted by their code in that
+    `order` `(B, H_kv, tables, length)` int16 (int32 past 32767 keys): the key indices sorted
+    by their code in that
     table; `offsets` `(B, H_kv, tables, 2**bits + 1)` int64: the keys whose code is c are
     `order.view(-1)[offsets[c] : offsets[c + 1]]` (offsets into the flat `order`, so a lookup
     needs no arithmetic on the table's position).
@@ -149,7 +156,7 @@ class BucketIndex:
         signs as its bits, so the two never disagree); tables go `tables_per_block` at a time."""
         codes = key_bits.key_codes(0, length)
         batch, kv_heads, _, tables = codes.shape
-        order = torch.empty(batch, kv_heads, tables, length, dtype=torch.int32)
+        order = torch.empty(batch, kv_heads, tables, length, dtype=_order_dtype(length))
         offsets = torch.zeros(batch, kv_heads, tables, (1 << key_bits.code_bits) + 1)
         offsets = offsets.to(torch.int64)
         for start in range(0, tables, max(1, tables_per_block)):
@@ -196,6 +203,16 @@ class BucketIndex:
         return selected.view(batch, kv_heads, rows, width)
 
 
+def index_bytes(batch: int, kv_heads: int, keys: int, tables: int) -> int:
+    """Bytes of the codes and the bucket index of `keys` keys (offsets aside)."""
+    order = torch.empty((), dtype=_order_dtype(keys)).element_size()
+    return batch * kv_heads * keys * tables * (2 + order)
+
+
+def _order_dtype(keys: int) -> torch.dtype:
+    return torch.int16 if keys <= torch.iinfo(torch.int16).max else torch.int32
+
+
 def _counts(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Keys per code along the last dim of `codes` int16: int64 `(..., 2**bits)`."""
     lead = codes.shape[:-1]
@@ -221,3 +238,117 @@ def _blocks(sizes: torch.Tensor, most: int) -> Iterator[tuple[int, int, int]]:
         total = int(ends[last - 1]) - done
         yield first, last, total
         first, done = last, done + total
+
+
+def colliding(
+    query_signs: torch.Tensor, key_bits: torch.Tensor, bits: int, matches: int, budget: int
+) -> torch.Tensor:
+    """Keys that collide with each query in at least `matches` (1 or 2) tables, bool.
+
+    query_signs `(B, H_kv, rows, tables * bits)` bool, table-major (the query heads of a
+    KV head stacked as rows); key_bits `(B, H_kv, bits * tables, words)` int64, bit-major
+    (`bit_major`), 64 keys a word. Returns `(B, H_kv, rows, words * 64)`. A table
+    collides where no bit differs: the XOR of the key words with the query's bit (all ones or
+    all zeros), ORed over the table's bits one bit at a time (so the work stays in cache).
+    Tables go in blocks whose int64 work fits `budget` bytes.
+    """
+    batch, kv_heads, rows, width = query_signs.shape
+    words = key_bits.shape[-1]
+    tables = width // bits
+    query_words = bit_major(query_signs, bits).to(torch.int64).neg_()
+    query_words = query_words.view(batch, kv_heads, rows, bits, tables, 1)
+    key_words = key_bits.view(batch, kv_heads, 1, bits, tables, words)
+    per_table = batch * kv_heads * rows * words * 8
+    block = max(1, min(tables, budget // max(1, 2 * per_table)))
+    hits: tuple[torch.Tensor, torch.Tensor | None] | None = None
+    for start in range(0, tables, block):
+        stop = min(start + block, tables)
+        keys, query = key_words[..., start:stop, :], query_words[..., start:stop, :]
+        differ = torch.bitwise_xor(keys[:, :, :, 0], query[:, :, :, 0])
+        scratch = torch.empty_like(differ)
+        for bit in range(1, bits):
+            differ |= torch.bitwise_xor(keys[:, :, :, bit], query[:, :, :, bit], out=scratch)
+        counted = _at_least(differ.bitwise_not_(), matches)  # hit tables, folded
+        hits = counted if hits is None else _join(hits, counted, matches)
+    assert hits is not None
+    enough = hits[0] if matches == 1 else hits[1]
+    assert enough is not None
+    return _unpack(enough)
+
+
+def colliding_indexed(
+    query_signs: torch.Tensor,
+    key_bits: KeyBits,
+    index: BucketIndex,
+    bits: int,
+    matches: int,
+    budget: int,
+) -> torch.Tensor:
+    """`colliding` over keys [0, key_bits.length), bool `(B, H_kv, rows, N)`, the same keys:
+    those in `index` read from their buckets, the rest (the tail) bit-sliced over the words
+    that hold them (docs/methods.md §6.10). A key is in one part only, so each part's
+    ">= matches" is the whole answer for its keys."""
+    total, start = key_bits.length, index.length
+    codes = table_codes(query_signs.unflatten(-1, (-1, bits)), dim=-1)
+    hits = index.lookup(codes, matches, budget, total)
+    if start == total:
+        return hits
+    if total - start <= 64 and codes.numel() * (total - start) <= budget:
+        # a few keys (decode steps): their codes compared directly, in fewer ops
+        equal = codes.unsqueeze(-2) == key_bits.key_codes(start, total).unsqueeze(2)
+        hits[..., start:] = as_bytes(equal).sum(dim=-1, dtype=torch.int32) >= matches
+        return hits
+    word = start // 64
+    tail = colliding(query_signs, key_bits.words()[..., word:], bits, matches, budget)
+    hits[..., start:] = tail[..., start - word * 64 : total - word * 64]
+    return hits
+
+
+def bit_major(signs: torch.Tensor, bits: int) -> torch.Tensor:
+    """Reorder `(..., tables * bits)` table-major sign columns to bit-major `(..., bits * tables)`
+    (column b * tables + t = bit b of table t), so each bit of all tables is one slice."""
+    return signs.unflatten(-1, (-1, bits)).transpose(-1, -2).flatten(-2)
+
+
+def _at_least(hits: torch.Tensor, matches: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Words of keys hit in >= 1 and (matches == 2) >= 2 of the tables on dim -2."""
+    one: torch.Tensor = hits
+    two: torch.Tensor | None = None
+    while one.shape[-2] > 1:
+        half = one.shape[-2] // 2
+        a, b = one[..., :half, :], one[..., half : 2 * half, :]
+        if matches == 2:
+            both = a & b
+            if two is not None:
+                both |= two[..., :half, :] | two[..., half : 2 * half, :]
+        joined = a | b
+        if one.shape[-2] % 2:
+            last = one[..., 2 * half :, :]
+            if matches == 2:
+                both[..., :1, :] |= joined[..., :1, :] & last
+                if two is not None:
+                    both[..., :1, :] |= two[..., 2 * half :, :]
+            joined[..., :1, :] |= last
+        one, two = joined, (both if matches == 2 else None)
+    if matches == 2 and two is None:  # a single table: never two hits
+        two = torch.zeros_like(one)
+    return one.squeeze(-2), None if two is None else two.squeeze(-2)
+
+
+def _join(
+    a: tuple[torch.Tensor, torch.Tensor | None],
+    b: tuple[torch.Tensor, torch.Tensor | None],
+    matches: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if matches == 1 or a[1] is None or b[1] is None:
+        return a[0] | b[0], None
+    return a[0] | b[0], a[1] | b[1] | (a[0] & b[0])
+
+
+def _unpack(words: torch.Tensor) -> torch.Tensor:
+    """int64 words `(..., words)` -> bool `(..., words * 64)`, key j = bit j % 8 of byte j // 8."""
+    data = words.contiguous().view(torch.uint8)
+    shifts = torch.arange(8, dtype=torch.uint8, device=words.device)
+    return (
+        (data.unsqueeze(-1) >> shifts).bitwise_and_(1).view(*words.shape[:-1], -1).view(torch.bool)
+    )

@@ -21,10 +21,14 @@ from sparse_attention_hub.sparse_attention.mask import candidates, union
 from sparse_attention_hub.sparse_attention.maskers.base import MASKERS, MaskerConfig, MaskInputs
 from sparse_attention_hub.sparse_attention.maskers.lsh_index import (
     BUILD_BYTES,
+    INDEX_SHARE,
     MAX_BITS,
     BucketIndex,
     KeyBits,
-    table_codes,
+    bit_major,
+    colliding,
+    colliding_indexed,
+    index_bytes,
 )
 
 _MIN_PROBABILITY = 1e-4
@@ -69,120 +73,6 @@ def hash_signs(x: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
     """SimHash bits of `x` `(..., d)`: `(..., tables * bits)` bool, table t owning bits
     [t * bits, (t + 1) * bits)."""
     return (x @ planes) > 0
-
-
-def colliding(
-    query_signs: torch.Tensor, key_bits: torch.Tensor, bits: int, matches: int, budget: int
-) -> torch.Tensor:
-    """Keys that collide with each query in at least `matches` (1 or 2) tables, bool.
-
-    query_signs `(B, H_kv, rows, tables * bits)` bool, table-major (the query heads of a
-    KV head stacked as rows); key_bits `(B, H_kv, bits * tables, words)` int64, bit-major
-    (`bit_major`), 64 keys a word. Returns `(B, H_kv, rows, words * 64)`. A table
-    collides where no bit differs: the XOR of the key words with the query's bit (all ones or
-    all zeros), ORed over the table's bits one bit at a time (so the work stays in cache).
-    Tables go in blocks whose int64 work fits `budget` bytes.
-    """
-    batch, kv_heads, rows, width = query_signs.shape
-    words = key_bits.shape[-1]
-    tables = width // bits
-    query_words = bit_major(query_signs, bits).to(torch.int64).neg_()
-    query_words = query_words.view(batch, kv_heads, rows, bits, tables, 1)
-    key_words = key_bits.view(batch, kv_heads, 1, bits, tables, words)
-    per_table = batch * kv_heads * rows * words * 8
-    block = max(1, min(tables, budget // max(1, 2 * per_table)))
-    hits: tuple[torch.Tensor, torch.Tensor | None] | None = None
-    for start in range(0, tables, block):
-        stop = min(start + block, tables)
-        keys, query = key_words[..., start:stop, :], query_words[..., start:stop, :]
-        differ = torch.bitwise_xor(keys[:, :, :, 0], query[:, :, :, 0])
-        scratch = torch.empty_like(differ)
-        for bit in range(1, bits):
-            differ |= torch.bitwise_xor(keys[:, :, :, bit], query[:, :, :, bit], out=scratch)
-        counted = _at_least(differ.bitwise_not_(), matches)  # hit tables, folded
-        hits = counted if hits is None else _join(hits, counted, matches)
-    assert hits is not None
-    enough = hits[0] if matches == 1 else hits[1]
-    assert enough is not None
-    return _unpack(enough)
-
-
-def colliding_indexed(
-    query_signs: torch.Tensor,
-    key_bits: KeyBits,
-    index: BucketIndex,
-    bits: int,
-    matches: int,
-    budget: int,
-) -> torch.Tensor:
-    """`colliding` over keys [0, key_bits.length), bool `(B, H_kv, rows, N)`, the same keys:
-    those in `index` read from their buckets, the rest (the tail) bit-sliced over the words
-    that hold them (docs/methods.md §6.10). A key is in one part only, so each part's
-    ">= matches" is the whole answer for its keys."""
-    total, start = key_bits.length, index.length
-    codes = table_codes(query_signs.unflatten(-1, (-1, bits)), dim=-1)
-    hits = index.lookup(codes, matches, budget, total)
-    if start == total:
-        return hits
-    if total - start <= 64 and codes.numel() * (total - start) <= budget:
-        # a few keys (decode steps): their codes compared directly, in fewer ops
-        equal = codes.unsqueeze(-2) == key_bits.key_codes(start, total).unsqueeze(2)
-        hits[..., start:] = as_bytes(equal).sum(dim=-1, dtype=torch.int32) >= matches
-        return hits
-    word = start // 64
-    tail = colliding(query_signs, key_bits.words()[..., word:], bits, matches, budget)
-    hits[..., start:] = tail[..., start - word * 64 : total - word * 64]
-    return hits
-
-
-def bit_major(signs: torch.Tensor, bits: int) -> torch.Tensor:
-    """Reorder `(..., tables * bits)` table-major sign columns to bit-major `(..., bits * tables)`
-    (column b * tables + t = bit b of table t), so each bit of all tables is one slice."""
-    return signs.unflatten(-1, (-1, bits)).transpose(-1, -2).flatten(-2)
-
-
-def _at_least(hits: torch.Tensor, matches: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Words of keys hit in >= 1 and (matches == 2) >= 2 of the tables on dim -2."""
-    one: torch.Tensor = hits
-    two: torch.Tensor | None = None
-    while one.shape[-2] > 1:
-        half = one.shape[-2] // 2
-        a, b = one[..., :half, :], one[..., half : 2 * half, :]
-        if matches == 2:
-            both = a & b
-            if two is not None:
-                both |= two[..., :half, :] | two[..., half : 2 * half, :]
-        joined = a | b
-        if one.shape[-2] % 2:
-            last = one[..., 2 * half :, :]
-            if matches == 2:
-                both[..., :1, :] |= joined[..., :1, :] & last
-                if two is not None:
-                    both[..., :1, :] |= two[..., 2 * half :, :]
-            joined[..., :1, :] |= last
-        one, two = joined, (both if matches == 2 else None)
-    if matches == 2 and two is None:  # a single table: never two hits
-        two = torch.zeros_like(one)
-    return one.squeeze(-2), None if two is None else two.squeeze(-2)
-
-
-def _join(
-    a: tuple[torch.Tensor, torch.Tensor | None],
-    b: tuple[torch.Tensor, torch.Tensor | None],
-    matches: int,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if matches == 1 or a[1] is None or b[1] is None:
-        return a[0] | b[0], None
-    return a[0] | b[0], a[1] | b[1] | (a[0] & b[0])
-
-
-def _unpack(words: torch.Tensor) -> torch.Tensor:
-    """int64 words `(..., words)` -> bool `(..., words * 64)`, key j = bit j % 8 of byte j // 8."""
-    data = words.contiguous().view(torch.uint8)
-    shifts = torch.arange(8, dtype=torch.uint8, device=words.device)
-    return (
-        (data.unsqueeze(-1) >> shifts).bitwise_and_(1).view(*words.shape[:-1], -1).view(torch.bool)
-    )
 
 
 @MASKERS.register("magicpig")
@@ -285,7 +175,7 @@ class MagicPigConfig(MaskerConfig):
         the bucket index (`colliding_indexed`, the same selection); elsewhere all are bit-sliced,
         which reads no data-dependent size back to the host."""
         budget = inputs.scope.memory_bytes // 16
-        if key_bits.codes is None:  # not on CPU, or codes too wide (`key_bits`)
+        if key_bits.codes is None:  # not on CPU, codes too wide or too many (`_indexed`)
             hits = colliding(signs, key_bits.words(), self.lsh_k, self.min_table_matches, budget)
             return hits[..., : inputs.n_keys]
         index = self.bucket_index(inputs, key_bits)
@@ -359,9 +249,7 @@ class MagicPigConfig(MaskerConfig):
                 keys = torch.cat([keys, extra], dim=-1)
             return hash_signs(keys, planes)
 
-        # codes for the bucket index on CPU (`collisions`): where it reads no sizes back
-        on_cpu = inputs.keys.device.type == "cpu"
-        code_bits = self.lsh_k if on_cpu and self.lsh_k <= MAX_BITS else 0
+        code_bits = self.lsh_k if self._indexed(inputs) else 0  # codes for the bucket index
         entry = cache.get(bits_name)
         if not isinstance(entry, KeyBits):
             cache.pop(self._index_name(inputs), None)  # codes of bits that are hashed anew
@@ -377,8 +265,21 @@ class MagicPigConfig(MaskerConfig):
             entry = entry.extend(
                 bit_major(signs_of(start, min(start + block, inputs.n_keys)), self.lsh_k)
             )
+        if entry.codes is not None and not self._indexed(inputs):  # grown past its share
+            cache.pop(self._index_name(inputs), None)
+            entry = KeyBits(entry.buffer, entry.length)
         cache[bits_name] = entry
         return entry, norms if m_norm is None else m_norm
+
+    def _indexed(self, inputs: MaskInputs) -> bool:
+        """Whether the layer keeps table codes and a bucket index of its keys: on CPU (the
+        lookup reads hit counts back), codes of <= MAX_BITS bits, and within INDEX_SHARE of the
+        budget (both stay in the state)."""
+        batch, kv_heads = inputs.keys.shape[:2]
+        size = index_bytes(batch, kv_heads, inputs.n_keys, self.lsh_l)
+        on_cpu = inputs.keys.device.type == "cpu"
+        fits = size <= inputs.scope.memory_bytes * INDEX_SHARE
+        return on_cpu and self.lsh_k <= MAX_BITS and fits
 
     @classmethod
     def example(cls, heads: int, head_dim: int, workdir: Path) -> MaskerConfig:
