@@ -205,8 +205,7 @@ class BucketIndex:
 
 def index_bytes(batch: int, kv_heads: int, keys: int, tables: int) -> int:
     """Bytes of the codes and the bucket index of `keys` keys (offsets aside)."""
-    order = torch.empty((), dtype=_order_dtype(keys)).element_size()
-    return batch * kv_heads * keys * tables * (2 + order)
+    return batch * kv_heads * keys * tables * (2 + _order_dtype(keys).itemsize)
 
 
 def _order_dtype(keys: int) -> torch.dtype:

@@ -254,7 +254,8 @@ class MagicPigConfig(MaskerConfig):
         if not isinstance(entry, KeyBits):
             cache.pop(self._index_name(inputs), None)  # codes of bits that are hashed anew
             entry = KeyBits.empty(inputs.keys, planes.shape[-1], inputs.n_keys, code_bits)
-        elif entry.length > inputs.n_keys:
+        elif entry.length > inputs.n_keys:  # not cropped by the state: nor was the index
+            cache.pop(self._index_name(inputs), None)
             entry = entry.crop(inputs.n_keys) or KeyBits.empty(
                 inputs.keys, planes.shape[-1], inputs.n_keys, code_bits
             )
