@@ -27,7 +27,6 @@ from sparse_attention_hub.sparse_attention import (
 from sparse_attention_hub.sparse_attention import forward as forward_module
 from sparse_attention_hub.sparse_attention.attention import row_table
 from sparse_attention_hub.sparse_attention.call import CallScope
-from sparse_attention_hub.sparse_attention.maskers import magicpig as magicpig_module
 
 from .helpers import EXAMPLES, Shape, qkv
 
@@ -259,12 +258,7 @@ def host_reads(config: ResearchAttentionConfig, stats: AttentionStats) -> Iterat
 
 
 @pytest.mark.parametrize("name", MASKERS.names())
-def test_a_layer_call_reads_nothing_back_to_the_host(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # MagicPIG's bucket index runs on CPU only and reads its hit counts; the bit-sliced test
-    # that other devices run is checked here
-    monkeypatch.setattr(magicpig_module, "MAX_BITS", 0)
+def test_a_layer_call_reads_nothing_back_to_the_host(name: str, tmp_path: Path) -> None:
     stats = AttentionStats(output_error=True)
     stats.set_context("sample", 0, "decode", 1)
     for config in configs(masker_of(name, tmp_path)):

@@ -6,7 +6,8 @@ codes (`BucketIndex`), so a query's colliding keys are read from one bucket per 
 The bit-sliced test costs rows x tables x bits x N / 64 word operations per call. Grouping
 each (batch, KV head, table)'s keys by their code makes a table's test one bucket read, so a
 call costs rows x tables lookups plus the (row, key) hits, and the selection is the same set of
-keys. CPU only: the number of hits is a data-dependent size, read back to the host.
+keys. CPU only: the number of hits is a data-dependent size (read in place on CPU; on a GPU it
+would be a read back to the host).
 """
 
 from __future__ import annotations
@@ -224,16 +225,17 @@ def _counts(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 def _blocks(sizes: torch.Tensor, most: int) -> Iterator[tuple[int, int, int]]:
     """Runs [first, last) of segments holding at most `most` entries in all (or one segment),
-    with their total; reads the sizes on the host once per run."""
-    count = int(sizes.shape[0])
-    total = int(sizes.sum())
+    with their total. The sizes are read in place (a CPU tensor's numpy() shares its memory:
+    no host round trip, like the other CPU paths of docs/methods.md §5.2)."""
+    counts = sizes.numpy()
+    total = int(counts.sum())
     if total <= most:  # one run (a decode step): no cumulative sums
-        yield 0, count, total
+        yield 0, len(counts), total
         return
-    ends = sizes.cumsum(0)
+    ends = np.cumsum(counts)
     first, done = 0, 0
-    while first < count:
-        last = max(first + 1, int(torch.searchsorted(ends, done + most, right=True)))
+    while first < len(counts):
+        last = max(first + 1, int(np.searchsorted(ends, done + most, side="right")))
         total = int(ends[last - 1]) - done
         yield first, last, total
         first, done = last, done + total
