@@ -7,14 +7,16 @@ positions among the devices the parent sees, so a parent started with `CUDA_VISI
 maps id 1 to device 5.
 
 A CPU worker is forked from a warm server process (multiprocessing's forkserver) that imported
-torch, the worker and every benchmark module once (`_PRELOAD`, nothing run): it is ready in a
-fraction of a second instead of the seconds each spawned interpreter spends importing, and the
-workers of a run start together instead of one after another on a busy machine (a respawn after
-a crash or a timeout is as quick). It takes the parent's environment as it is at its start
-(`worker_main` applies it first thing; modules the server imported saw the environment of the
-server's own start, the first CPU worker of this process) and its share of the cores
-(`torch.set_num_threads`, and `OMP_NUM_THREADS` etc. for what it starts). The parent talks to
-each worker over a pipe and watches its process sentinel, so a crash is noticed at once.
+torch, transformers' model code, the worker and every benchmark module once (`_PRELOAD`, nothing
+run): it is ready in a fraction of a second instead of the seconds each spawned interpreter
+spends importing (its first job skips the ~2 s transformers import too), and the workers of a
+run start together instead of one after another on a busy machine (a respawn after a crash or a
+timeout is as quick). It takes the parent's environment as it is at its start (`worker_main`
+applies it first thing; modules the server imported, e.g. huggingface_hub's constants such as
+`HF_HUB_OFFLINE`, saw the environment of the server's own start: the first CPU worker of this
+process, so a notebook that changes them between runs restarts its kernel) and its share of
+the cores (`torch.set_num_threads`, and `OMP_NUM_THREADS` etc. for what it starts). The parent
+talks to each worker over a pipe and watches its process sentinel, so a crash is noticed at once.
 """
 
 from __future__ import annotations
@@ -159,7 +161,13 @@ class LocalBackend:
         self._handles.clear()
 
 
-_PRELOAD = ("torch", "sparse_attention_hub.executor.worker")
+_PRELOAD = (
+    "torch",
+    "sparse_attention_hub.executor.worker",
+    # what registering our attention function imports (AttentionInterface): ~2 s per worker
+    "transformers.modeling_utils",
+    "transformers.masking_utils",
+)
 _START_METHODS = mp.get_all_start_methods()  # no forkserver (Windows): CPU workers are spawned too
 
 
