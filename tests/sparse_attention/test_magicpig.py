@@ -150,20 +150,23 @@ def _decode_two_questions(
         for stop in [start, *range(start + 1, start + steps)]:
             rows = slice(stop - 5 if stop == start else stop - 1, stop)
             key = keys[:, :, :stop]
-            outputs.append(
-                sparse_attention_forward(
-                    queries[:, :, rows],
-                    key,
-                    key,
-                    None,
-                    0.125,
-                    layer_idx=1,
-                    config=config,
-                    state=state,
-                )
-            )
+            outputs.append(_layer_1_call(queries[:, :, rows], key, config, state))
             lengths |= {e.length for e in state.layer(1).values() if isinstance(e, BucketIndex)}
     return outputs, lengths
+
+
+def _layer_1_call(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    config: ResearchAttentionConfig,
+    state: SparseState,
+    memory_mib: int | None = None,
+) -> torch.Tensor:
+    """One sparse call of layer 1 with `keys` as keys and values."""
+    extra = {} if memory_mib is None else {"memory_mib": memory_mib}
+    return sparse_attention_forward(
+        queries, keys, keys, None, 0.125, layer_idx=1, config=config, state=state, **extra
+    )
 
 
 @pytest.mark.parametrize(("transform", "matches"), [("mips", 1), ("none", 2)])
@@ -192,19 +195,7 @@ def _calls_at_1_mib(
     outputs, kept = [], []
     for rows in [slice(995, 1000), slice(1399, 1400)]:
         key = keys[:, :, : rows.stop]
-        outputs.append(
-            sparse_attention_forward(
-                queries[:, :, rows],
-                key,
-                key,
-                None,
-                0.125,
-                layer_idx=1,
-                config=config,
-                state=state,
-                memory_mib=1,
-            )
-        )
+        outputs.append(_layer_1_call(queries[:, :, rows], key, config, state, memory_mib=1))
         entries = state.layer(1).values()
         kept.append(any(isinstance(e, KeyBits) and e.codes is not None for e in entries))
     return outputs, kept
