@@ -249,7 +249,8 @@ class MagicPigConfig(MaskerConfig):
                 keys = torch.cat([keys, extra], dim=-1)
             return hash_signs(keys, planes)
 
-        code_bits = self.lsh_k if self._indexed(inputs) else 0  # codes for the bucket index
+        indexed = self._indexed(inputs)
+        code_bits = self.lsh_k if indexed else 0  # codes for the bucket index
         entry = cache.get(bits_name)
         if not isinstance(entry, KeyBits):
             cache.pop(self._index_name(inputs), None)  # codes of bits that are hashed anew
@@ -266,7 +267,7 @@ class MagicPigConfig(MaskerConfig):
             entry = entry.extend(
                 bit_major(signs_of(start, min(start + block, inputs.n_keys)), self.lsh_k)
             )
-        if entry.codes is not None and not self._indexed(inputs):  # grown past its share
+        if entry.codes is not None and not indexed:  # grown past its share
             cache.pop(self._index_name(inputs), None)
             entry = KeyBits(entry.buffer, entry.length)
         cache[bits_name] = entry
