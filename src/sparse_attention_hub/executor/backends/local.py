@@ -265,7 +265,7 @@ def worker_main(
         import torch
 
         torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction, 0)
-    if not pinned and "OMP_NUM_THREADS" in os.environ:
+    if not pinned:  # `worker_environment` gave it OMP_NUM_THREADS
         import torch  # the server loaded it before this worker's share was known
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
