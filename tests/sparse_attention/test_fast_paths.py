@@ -21,14 +21,15 @@ from sparse_attention_hub.sparse_attention import (
     sparse_attention_forward,
     weighted_attention,
 )
+from sparse_attention_hub.sparse_attention import attention as attention_module
 from sparse_attention_hub.sparse_attention import forward as forward_module
-from sparse_attention_hub.sparse_attention.attention import allowed_entries
+from sparse_attention_hub.sparse_attention.attention import allowed_entries, gathered_attention
 from sparse_attention_hub.sparse_attention.mask import union
 from sparse_attention_hub.sparse_attention.maskers.base import MaskerConfig, add_selected
 from sparse_attention_hub.sparse_attention.maskers.hashattention import agreement, pack_signs
 from sparse_attention_hub.sparse_attention.maskers.oracle_topp import top_p_select
 
-from .helpers import Shape, qkv
+from .helpers import Shape, qkv, shapes
 from .test_chunking import configs, masker_of, run_calls
 
 FAST = settings(max_examples=40, deadline=None)
@@ -103,6 +104,70 @@ def test_a_unit_mask_skips_only_a_division_by_one(seed: int, q_len: int, k_len: 
     plain, plain_fallback = weighted_attention(q, k, v, allowed, 0.3, mask)
     unit, unit_fallback = weighted_attention(q, k, v, allowed, 0.3, mask, unit_mask=True)
     assert torch.equal(plain, unit) and torch.equal(plain_fallback, unit_fallback)
+
+
+@FAST
+@given(
+    shape=shapes(max_keys=70),
+    seed=st.integers(0, 10_000),
+    known_scores=st.booleans(),
+    with_bias=st.booleans(),
+    unit=st.booleans(),
+    in_buffer=st.booleans(),
+)
+def test_both_gathered_layouts_equal_whole_rows(
+    shape: Shape,
+    seed: int,
+    known_scores: bool,
+    with_bias: bool,
+    unit: bool,
+    in_buffer: bool,
+) -> None:
+    """The CPU layout (each row's selected entries, summed by `embedding_bag`) and the padded
+    one (each row's keys padded to the limit, any device) give the whole-row softmax of §5."""
+    q, k, v = qkv(shape, seed=seed)
+    if in_buffer:  # K and V as an appending cache hands them out: views of a longer buffer
+        k = torch.cat([k, torch.zeros_like(k)], dim=2)[:, :, : shape.k_len]
+        v = torch.cat([v, torch.zeros_like(v)], dim=2)[:, :, : shape.k_len]
+    generator = torch.Generator().manual_seed(seed + 1)
+    full = (shape.batch, shape.heads, shape.q_len, shape.k_len)
+    allowed, _ = allowed_entries(None, shape.q_len, shape.k_len, q.device)
+    own = torch.eye(shape.k_len, dtype=torch.bool)[shape.k_len - shape.q_len :]  # own position
+    selected = allowed & ((torch.rand(full, generator=generator) < 0.3) | own)
+    values = torch.rand(full, generator=generator).clamp_min_(0.05)
+    mask = selected.float() if unit else selected * values
+    bias = None
+    if with_bias:
+        bias = torch.randn(shape.batch, 1, shape.q_len, shape.k_len, generator=generator)
+    scores = None
+    if known_scores:
+        scores = attention_module.attention_logits(q, k, 1.0)
+    limit = int(selected.sum(dim=-1).max())
+    whole, _ = weighted_attention(q, k, v, allowed, 0.3, mask, bias, unit_mask=unit)
+    whole = whole.transpose(1, 2)
+    ragged = gathered_attention(q, k, v, selected, mask, 0.3, bias, limit, scores, unit)
+    padded = attention_module._padded(q, k, v, selected, mask, 0.3, bias, limit, scores, unit)
+    torch.testing.assert_close(ragged, whole, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(padded, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_gathered_rows_of_no_allowed_key_are_zero_in_both_layouts() -> None:
+    """A row without any allowed key (all of it padding) gets 0 from either layout, as the
+    padded one always gave; bf16 values take the padded layout (float32 math throughout)."""
+    q, k, v = qkv(Shape(1, 1, 3, 2, 9, 4), seed=5)
+    selected = torch.zeros(1, 3, 2, 9, dtype=torch.bool)
+    selected[:, :, 1, [0, 4, 8]] = True
+    mask = selected.float() * 0.5
+    outputs = [
+        gathered_attention(q, k, v, selected, mask, 0.5, None, 3),
+        attention_module._padded(q, k, v, selected, mask, 0.5, None, 3, None, False),
+        gathered_attention(q, k, v.bfloat16(), selected, mask, 0.5, None, 3),
+    ]
+    for output in outputs:
+        assert output.dtype == torch.float32
+        assert torch.equal(output[:, :, 0], torch.zeros(1, 3, 4))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(outputs[2], outputs[1], rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.parametrize("name", MASKERS.names())

@@ -19,6 +19,7 @@ from sparse_attention_hub.sparse_attention import (
     dense_attention,
     sparse_attention_forward,
 )
+from sparse_attention_hub.sparse_attention.maskers.adaptive_sampling import sample_moments
 from sparse_attention_hub.sparse_attention.maskers.quest import page_bounds, page_scores
 
 from .helpers import EXAMPLES, Shape, empty_mask, inputs_for, qkv, reference_attention, shapes
@@ -166,3 +167,32 @@ def test_quest_selects_whole_pages_with_allowed_keys() -> None:
             j for j in range(page * 4, min(page * 4 + 4, 10)) if inputs.allowed[0, 0, row, j]
         ]
         assert picked == allowed
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    n_keys=st.integers(1, 80),
+    share=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
+    seed=st.integers(0, 10_000),
+)
+def test_sample_moments_read_from_the_sample_equal_whole_rows(
+    rows: int, n_keys: int, share: float, seed: int
+) -> None:
+    """vAttention's base-sample mean and squared deviation, from the sampled entries alone (the
+    CPU path) and over whole rows: the same up to the order of float64 additions."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.rand(1, 2, rows, n_keys, generator=generator)
+    weights[..., :1] = 1.0  # a row's maximum, as exp(s - max) gives
+    sample = torch.rand(1, 2, rows, n_keys, generator=generator) < share
+    count = sample.sum(dim=-1).double().clamp_min(1)
+    mean, square_dev = sample_moments(weights, sample, count, picked=True)
+    whole_mean, whole_square_dev = sample_moments(weights, sample, count, picked=False)
+    assert mean.dtype == square_dev.dtype == torch.float64
+    torch.testing.assert_close(mean, whole_mean, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(square_dev, whole_square_dev, rtol=1e-12, atol=1e-15)
+    expected = [  # the definition, row by row
+        (w[s].double().mean().item() if s.any() else 0.0)
+        for w, s in zip(weights.view(-1, n_keys), sample.view(-1, n_keys), strict=True)
+    ]
+    torch.testing.assert_close(mean.view(-1), torch.tensor(expected, dtype=torch.float64))

@@ -11,6 +11,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 
 from sparse_attention_hub.sparse_attention.bools import count_last, to_float
@@ -51,8 +52,9 @@ class AdaptiveSamplingConfig(MaskerConfig):
         n_keys = inputs.n_keys
         start = effective_size(self.init_offset, n_keys)
         end = n_keys - effective_size(self.local_offset, n_keys)
-        columns = torch.arange(n_keys, device=previous.device)
-        residual = candidates(inputs.allowed, previous) & (columns >= start) & (columns < end)
+        residual = candidates(inputs.allowed, previous)  # a new tensor: filled in place
+        residual[..., :start] = False
+        residual[..., max(start, end) :] = False
         n = count_last(residual)  # (B, H, Q); rows with n = 0 draw nothing
         logits = inputs.logits
         row_max = logits.amax(dim=-1, keepdim=True)
@@ -68,17 +70,9 @@ class AdaptiveSamplingConfig(MaskerConfig):
             limit = max(effective_size(self.base_rate_sampling, n_keys), 2)
         base = torch.minimum(torch.maximum(base, n.clamp(max=2)), n)
         base_sample = sample_select(residual, base, inputs.uniform(0), limit)
-        sampled = weights * to_float(base_sample)
         count = base.double().clamp_min(1)
-        mean = sampled.double().sum(dim=-1) / count
-        deviation = (
-            weights.double()
-            .sub_(mean.unsqueeze(-1))
-            .pow_(2)
-            .mul_(to_float(base_sample, torch.float64))
-        )
-        square_dev = deviation.sum(dim=-1)  # in place: one float64 row-sized temporary
-        del deviation, sampled, weights, base_sample
+        mean, square_dev = sample_moments(weights, base_sample, count)
+        del weights, base_sample
         sigma = torch.where(base >= 2, (square_dev / (count - 1).clamp_min(1)).sqrt(), 0.0)
         estimate = static.double() + n.double() * mean
         z = NormalDist().inv_cdf(1.0 - self.delta)
@@ -103,3 +97,34 @@ class AdaptiveSamplingConfig(MaskerConfig):
     def short_name(self) -> str:
         rate = format_budget(self.base_rate_sampling)
         return f"adaptive{rate}_e{self.epsilon:g}_d{self.delta:g}"
+
+
+def sample_moments(
+    weights: torch.Tensor, sample: torch.Tensor, count: torch.Tensor, picked: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and summed squared deviation of `weights` over each row's `sample`, float64 with
+    the row shape (`count`: the sample sizes, at least 1).
+
+    `picked` (default: on CPU) reads the sampled entries only (numpy finds them in the
+    selection's memory, as `bools.on_selected` does: no host round trip): a base sample holds a
+    few percent of a row, and the float64 passes over whole rows were a tenth of a vAttention
+    decode step. Otherwise whole rows, nothing read back. The same sums up to the order of
+    float64 additions.
+    """
+    if picked is None:
+        picked = weights.device.type == "cpu"
+    if picked:
+        chosen = sample.expand(weights.shape).contiguous().numpy().reshape(-1)
+        position = torch.from_numpy(np.flatnonzero(chosen))  # bool: numpy's fast path
+        row = position.div(weights.shape[-1], rounding_mode="floor")
+        values = weights.take(position).double()
+        totals = torch.zeros(count.numel(), dtype=torch.float64).index_add_(0, row, values)
+        mean = totals.view(count.shape) / count
+        values.sub_(mean.reshape(-1).index_select(0, row)).pow_(2)
+        square_dev = torch.zeros(count.numel(), dtype=torch.float64).index_add_(0, row, values)
+        return mean, square_dev.view(count.shape)
+    mean = (weights * to_float(sample)).double().sum(dim=-1) / count
+    deviation = (
+        weights.double().sub_(mean.unsqueeze(-1)).pow_(2).mul_(to_float(sample, torch.float64))
+    )
+    return mean, deviation.sum(dim=-1)  # in place: one float64 row-sized temporary
