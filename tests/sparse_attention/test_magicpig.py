@@ -94,6 +94,41 @@ def test_key_bits_extended_piece_by_piece_and_cropped_equal_one_packing(
 @given(
     seed=st.integers(0, 10_000),
     bits=st.integers(1, 12),
+    tables=st.integers(1, 6),
+    steps=st.lists(st.integers(1, 90), min_size=1, max_size=5),
+    cut=st.floats(0.0, 1.0),
+)
+def test_key_codes_give_the_bits_a_bit_buffer_holds(
+    seed: int, bits: int, tables: int, steps: list[int], cut: float
+) -> None:
+    """Key bits kept as codes alone (CPU) hand out the words a bit buffer of the same signs
+    holds, from any word on, after piecewise extension and a crop; and turn into that buffer."""
+    generator = torch.Generator().manual_seed(seed)
+    width, total = bits * tables, sum(steps)
+    signs = bit_major(torch.rand(2, 3, total, width, generator=generator) < 0.5, bits)
+    coded, plain = KeyBits.empty(signs, width, 8, code_bits=bits), KeyBits.empty(signs, width, 8)
+    assert coded.buffer is None and coded.heads == plain.heads == (2, 3)
+    done = 0
+    for step in steps:  # past the room of 8 keys: the codes grow as the buffer does
+        coded = coded.extend(signs[:, :, done : done + step])
+        plain = plain.extend(signs[:, :, done : done + step])
+        done += step
+    for first in range(-(-total // 64)):
+        assert torch.equal(coded.words(first), plain.words(first))
+    keep = max(1, round(cut * total))
+    cropped, other = coded.crop(keep), signs[:, :, : total - keep].flip(2)
+    assert cropped is not None
+    again, fresh = cropped.extend(other), plain.crop(keep)
+    assert fresh is not None
+    assert torch.equal(again.words(), fresh.extend(other).words())
+    assert torch.equal(again.without_codes().words(), again.words())
+    assert again.without_codes().codes is None
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    bits=st.integers(1, 12),
     tables=st.integers(1, 20),
     keys=st.integers(1, 300),
     indexed=st.floats(0.0, 1.0),

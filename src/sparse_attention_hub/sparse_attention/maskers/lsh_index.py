@@ -56,26 +56,46 @@ class KeyBits:
     `capacity` is a multiple of 8 bytes with room to spare (a decode step writes one byte);
     bytes past `length` keys belong to no live entry and are never read as keys.
 
-    With `code_bits` > 0 (on CPU) `codes` `(B, H_kv, capacity * 8, tables)` int16 also holds
-    each key's table codes (`table_codes`), key-major, made from the same signs as its bits:
-    the bucket index is built from them and the keys past it are compared by code, reading
-    a key's codes in one place (a key's bits lie in `width` rows, one byte each, capacity apart).
+    With `code_bits` > 0 (on CPU) `codes` `(B, H_kv, capacity * 8, tables)` int16 holds each
+    key's table codes (`table_codes`), key-major, and there is no `buffer`: the bucket index is
+    built from the codes, keys past it are compared by code, and where bits are needed (a long
+    tail, `words`) they are packed from the codes of just those keys. Appending a key then
+    writes its codes in one place instead of one byte in each of `width` rows, capacity apart
+    (a tenth of a MagicPIG decode step on our CPU).
     """
 
-    buffer: torch.Tensor
+    buffer: torch.Tensor | None
     length: int
     codes: torch.Tensor | None = None
     code_bits: int = 0
+
+    @property
+    def heads(self) -> tuple[int, int]:
+        """(B, H_kv)."""
+        kept = self.buffer if self.buffer is not None else self.codes
+        assert kept is not None
+        return int(kept.shape[0]), int(kept.shape[1])
 
     def crop(self, length: int) -> KeyBits | None:
         if length >= self.length:
             return self
         return KeyBits(self.buffer, length, self.codes, self.code_bits) if length > 0 else None
 
-    def words(self) -> torch.Tensor:
-        """The bits of the live keys as int64 words, `(B, H_kv, width, words)`."""
+    def words(self, first: int = 0) -> torch.Tensor:
+        """The bits of keys [64 * first, length) as int64 words, `(B, H_kv, width, words)`."""
+        if self.buffer is None:  # packed from the codes of those keys
+            signs = self.signs(64 * first, self.length)
+            return KeyBits.empty(signs, signs.shape[-1], signs.shape[-2]).extend(signs).words()
         used = -(-self.length // 64) * 8
-        return self.buffer[..., :used].view(torch.int64)
+        return self.buffer[..., :used].view(torch.int64)[..., first:]
+
+    def signs(self, start: int, stop: int) -> torch.Tensor:
+        """Bit-major sign columns of keys [start, stop) from their codes, bool
+        `(B, H_kv, stop - start, width)`: column b * tables + t is bit b of table t's code."""
+        codes = self.key_codes(start, stop).unsqueeze(-2)  # (B, H_kv, keys, 1, tables)
+        shifts = torch.arange(self.code_bits, dtype=torch.int16, device=codes.device)
+        bits = codes.bitwise_right_shift(shifts.view(-1, 1)).bitwise_and_(1).bool()
+        return bits.flatten(-2)
 
     def key_codes(self, start: int, stop: int) -> torch.Tensor:
         """Codes of keys [start, stop), `(B, H_kv, stop - start, tables)` int16 (`code_bits`)."""
@@ -83,19 +103,34 @@ class KeyBits:
             raise ValueError("these key bits keep no codes (code_bits 0)")
         return self.codes[:, :, start:stop]
 
+    def without_codes(self) -> KeyBits:
+        """The same keys as bits alone (`buffer`), for where codes are no longer kept."""
+        if self.buffer is not None:
+            return KeyBits(self.buffer, self.length)
+        signs = self.signs(0, self.length)
+        return KeyBits.empty(signs, signs.shape[-1], self.length).extend(signs)
+
     def extend(self, signs: torch.Tensor) -> KeyBits:
         """These keys followed by `signs` `(B, H_kv, new, width)` bool, bit-major; reuses
         the buffers while they have room."""
         start, total = self.length, self.length + signs.shape[-2]
+        if self.buffer is None:
+            assert self.codes is not None
+            codes = self.codes
+            if total > codes.shape[2]:
+                capacity = _capacity(-(-total // 8)) * 8
+                codes = codes.new_empty((*codes.shape[:2], capacity, codes.shape[-1]))
+                codes[:, :, :start] = self.key_codes(0, start)
+            # bit-major columns: bit b of table t at b * tables + t
+            new_codes = table_codes(signs.unflatten(-1, (self.code_bits, -1)), -2)
+            codes[:, :, start:total] = new_codes
+            return KeyBits(None, total, codes, self.code_bits)
         first, stop = start // 8, -(-total // 8)
-        buffer, codes = self.buffer, self.codes
+        buffer = self.buffer
         if stop > buffer.shape[-1]:
             buffer = buffer.new_zeros((*buffer.shape[:-1], _capacity(stop)))
             kept_bytes = min(first + 1, self.buffer.shape[-1])
             buffer[..., :kept_bytes] = self.buffer[..., :kept_bytes]
-            if codes is not None:
-                codes = codes.new_empty((*codes.shape[:2], buffer.shape[-1] * 8, codes.shape[-1]))
-                codes[:, :, :start] = self.key_codes(0, start)
         shifted = torch.zeros(
             (*signs.shape[:2], signs.shape[-1], (stop - first) * 8),
             dtype=torch.uint8,
@@ -107,24 +142,22 @@ class KeyBits:
         kept = (1 << (start % 8)) - 1  # bits of the keys before `start` in the first byte
         packed[..., 0] |= buffer[..., first] & kept
         buffer[..., first:stop] = packed
-        if codes is not None:  # bit-major columns: bit b of table t at b * tables + t
-            codes[:, :, start:total] = table_codes(signs.unflatten(-1, (self.code_bits, -1)), -2)
-        return KeyBits(buffer, total, codes, self.code_bits)
+        return KeyBits(buffer, total)
 
     @classmethod
     def empty(cls, like: torch.Tensor, width: int, keys: int = 0, code_bits: int = 0) -> KeyBits:
-        """No keys yet, with room for `keys` (so filling them never copies the buffers); codes
-        of `code_bits` bits are kept too when `code_bits` > 0."""
+        """No keys yet, with room for `keys` (so filling them never copies the buffers): bits,
+        or codes of `code_bits` bits when `code_bits` > 0."""
         batch, kv_heads = like.shape[:2]
         capacity = _capacity(-(-keys // 8))
-        buffer = torch.zeros(
-            batch, kv_heads, width, capacity, dtype=torch.uint8, device=like.device
-        )
-        codes = None
         if code_bits > 0:
             shape = (batch, kv_heads, capacity * 8, width // code_bits)
             codes = torch.empty(shape, dtype=torch.int16, device=like.device)
-        return cls(buffer, 0, codes, code_bits)
+            return cls(None, 0, codes, code_bits)
+        buffer = torch.zeros(
+            batch, kv_heads, width, capacity, dtype=torch.uint8, device=like.device
+        )
+        return cls(buffer, 0)
 
 
 def _capacity(used_bytes: int) -> int:
@@ -300,7 +333,7 @@ def colliding_indexed(
         hits[..., start:] = as_bytes(equal).sum(dim=-1, dtype=torch.int32) >= matches
         return hits
     word = start // 64
-    tail = colliding(query_signs, key_bits.words()[..., word:], bits, matches, budget)
+    tail = colliding(query_signs, key_bits.words(word), bits, matches, budget)
     hits[..., start:] = tail[..., start - word * 64 : total - word * 64]
     return hits
 

@@ -110,7 +110,7 @@ class MagicPigConfig(MaskerConfig):
         key_bits, key_norms = self.key_bits(inputs, mean, planes)
         queries = inputs.queries
         batch, heads, q_len, _ = queries.shape
-        kv_heads = key_bits.buffer.shape[1]
+        kv_heads = key_bits.heads[1]
         signs = hash_signs(queries, planes[: queries.shape[-1]])
         signs = signs.reshape(batch, kv_heads, heads // kv_heads * q_len, -1)
         hits = self.collisions(inputs, signs, key_bits)
@@ -195,7 +195,7 @@ class MagicPigConfig(MaskerConfig):
             or index.length > key_bits.length
             or (length > index.length and (key_bits.length - index.length) * 4 > index.length)
         ):
-            batch, kv_heads = key_bits.buffer.shape[:2]
+            batch, kv_heads = key_bits.heads
             tables = inputs.key_block(batch * kv_heads * length * BUILD_BYTES)  # key-side work
             index = BucketIndex.build(key_bits, length, tables)
             cache[name] = index
@@ -267,9 +267,9 @@ class MagicPigConfig(MaskerConfig):
             entry = entry.extend(
                 bit_major(signs_of(start, min(start + block, inputs.n_keys)), self.lsh_k)
             )
-        if entry.codes is not None and not indexed:  # grown past its share
+        if entry.codes is not None and not indexed:  # grown past its share: bits alone
             cache.pop(self._index_name(inputs), None)
-            entry = KeyBits(entry.buffer, entry.length)
+            entry = entry.without_codes()
         cache[bits_name] = entry
         return entry, norms if m_norm is None else m_norm
 
