@@ -9,8 +9,10 @@ leaves it as it is),
 and the peak extra memory of one call (tensors created during the call, inputs excluded, counted
 by a dispatch mode, so the figure is the same on any device). Shapes of SmolLM2-135M by default
 (B=1, H=9, H_kv=3, D=64). The state is warmed first, so each timed call is a steady-state call:
-caches cropped to N - Q keys and extended by Q. Median of `--repeats` calls, one layer; sdpa and
-the maskers take turns call by call, and the ratio is the median of the per-round ratios.
+caches cropped to N - Q keys and extended by Q. Median over rounds, one layer; sdpa and the
+maskers take turns call by call, and the ratio is the median of the per-round ratios. At least
+`--repeats` rounds per case, more while they took less than `--min-seconds` (a 4k-key decode
+case gets ~100 rounds, a Q=32 call over 64k keys the minimum); the rounds are printed.
 Everything runs under `torch.inference_mode()`, as the HF adapter runs the model (without it
 each op also passes autograd's dispatch: 5-10% more per decode call on our CPU).
 Last, the peak extra memory of one call with Q = 256, N = 128k, H = 32, H_kv = 8 against the
@@ -97,16 +99,24 @@ def timed_ms(call: Callable[[], object], device: torch.device) -> float:
 
 
 def interleaved_ms(
-    calls: dict[str, Callable[[], object]], repeats: int, device: torch.device
+    calls: dict[str, Callable[[], object]],
+    repeats: int,
+    device: torch.device,
+    min_seconds: float = 0.0,
 ) -> dict[str, list[float]]:
     """ms of every call per round, the calls taking turns round by round (after one warm-up
-    each), so a busy machine slows them alike and per-round ratios stay comparable."""
+    each), so a busy machine slows them alike and per-round ratios stay comparable. At least
+    `repeats` rounds, and more while the rounds took less than `min_seconds`: a decode step's
+    few milliseconds get hundreds of rounds, whose median a noisy host moves far less."""
     for call in calls.values():
         call()  # warm-up: allocations, caches
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < repeats or time.perf_counter() - start < min_seconds:
         for name, call in calls.items():
             times[name].append(timed_ms(call, device))
+        rounds += 1
     return times
 
 
@@ -192,7 +202,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--keys", type=int, nargs="+", default=[4096, 16384, 65536])
     parser.add_argument("--queries", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds per case, at least")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=3.0,
+        help="more rounds while a case's rounds took less than this (0: exactly --repeats)",
+    )
     parser.add_argument("--heads", type=int, default=9)
     parser.add_argument("--kv-heads", type=int, default=3)
     parser.add_argument("--head-dim", type=int, default=64)
@@ -231,6 +247,7 @@ def main() -> None:
     print("-" * len(header))
     rows: dict[str, list[str]] = {"sdpa": []}
     rows.update({name: [] for name in names})
+    rows["(rounds)"] = []
     for q_len, n_keys in cases:
         shape = (args.heads, args.kv_heads, q_len, n_keys, args.head_dim)
         q, k, v = inputs(shape, device, dtype)
@@ -239,7 +256,7 @@ def main() -> None:
             calls[name] = sparse_call(
                 configs[name], args.layer, q, k, v, memory_mib=args.memory_mib
             )
-        times = interleaved_ms(calls, args.repeats, device)
+        times = interleaved_ms(calls, args.repeats, device, args.min_seconds)
         base = statistics.median(times["sdpa"])
         rows["sdpa"].append(f"{base:>9.2f} ms        {peak_mib(calls['sdpa']):>6.0f} M")
         for name in names:
@@ -249,6 +266,7 @@ def main() -> None:
             )
             memory = peak_mib(calls[name])
             rows[name].append(f"{ms:>9.2f} ms ({ratio:>5.2f}x) {memory:>6.0f} M")
+        rows["(rounds)"].append(str(len(times["sdpa"])))
     for name, cells in rows.items():
         print(f"{name:<16}" + "".join(f"{cell:>26}" for cell in cells))
     if args.long_keys:

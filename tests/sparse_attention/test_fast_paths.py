@@ -4,6 +4,7 @@ a division by p = 1, the gathered path with known scores, and the cost rule that
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from sparse_attention_hub.sparse_attention.maskers.base import MaskerConfig, add
 from sparse_attention_hub.sparse_attention.maskers.hashattention import agreement, pack_signs
 from sparse_attention_hub.sparse_attention.maskers.oracle_topp import top_p_select
 
-from .helpers import Shape, qkv, shapes
+from .helpers import Shape, inputs_for, qkv, shapes
 from .test_chunking import configs, masker_of, run_calls
 
 FAST = settings(max_examples=40, deadline=None)
@@ -310,3 +311,30 @@ def test_packed_signatures_agree_like_the_sign_vectors(seed: int, bits: int, n_k
     signs_q, signs_k = (torch.where(x >= 0, 1.0, -1.0) for x in (queries, keys))
     expected = signs_q @ signs_k.transpose(-1, -2)
     assert torch.equal(agreement(pack_signs(queries), pack_signs(keys), bits), expected)
+
+
+@pytest.mark.parametrize("name", MASKERS.names())
+@pytest.mark.parametrize("k_len", [1, 40])
+def test_a_decode_step_masks_as_if_some_entry_were_not_allowed(
+    name: str, k_len: int, tmp_path: Path
+) -> None:
+    """A decode step under a plain causal mask allows every key (`every_allowed`): the maskers
+    skip masking by `allowed` and set sink / local columns directly, with the same masks as
+    the general path, masker after masker."""
+    config = configs(masker_of(name, tmp_path))[1]  # sink 2 + local 4 + the masker
+    q, k, v = qkv(Shape(2, 2, 3, 1, k_len, 8), seed=7)
+    masks = []
+    for every_allowed in (True, False):
+        state = SparseState()
+        state.begin_question("s", 0)
+        inputs = inputs_for(q, k, v, state=state, layer_idx=1, seed=3)
+        assert inputs.every_allowed
+        inputs = dataclasses.replace(inputs, every_allowed=every_allowed)
+        mask = torch.zeros(inputs.allowed.shape)
+        steps = []
+        for masker in config.masker_configs:
+            mask = masker.add_mask(inputs, mask)
+            steps.append(mask)
+        masks.append(steps)
+    for fast, general in zip(*masks, strict=True):
+        assert torch.equal(fast, general)

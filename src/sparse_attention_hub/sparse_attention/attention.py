@@ -75,7 +75,9 @@ def attention_logits(
     batch, heads, rows, dim = queries.shape
     kv_heads, n_keys = keys.shape[1], keys.shape[2]
     stacked = queries.float().reshape(batch, kv_heads, (heads // kv_heads) * rows, dim)
-    logits = torch.matmul(stacked, keys.float().transpose(-1, -2)).mul_(scaling)
+    logits = torch.matmul(stacked, keys.float().transpose(-1, -2))
+    if scaling != 1.0:  # q . k itself (a masker's scores): x * 1 = x
+        logits.mul_(scaling)
     logits = logits.view(batch, heads, rows, n_keys)
     return logits if bias is None else logits + bias
 

@@ -21,7 +21,7 @@ from sparse_attention_hub.sparse_attention.budget import (
     UnitFloat,
     effective_size,
 )
-from sparse_attention_hub.sparse_attention.mask import candidates, sample_select, union
+from sparse_attention_hub.sparse_attention.mask import sample_select, union
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
@@ -52,15 +52,15 @@ class AdaptiveSamplingConfig(MaskerConfig):
         n_keys = inputs.n_keys
         start = effective_size(self.init_offset, n_keys)
         end = n_keys - effective_size(self.local_offset, n_keys)
-        residual = candidates(inputs.allowed, previous)  # a new tensor: filled in place
+        residual = inputs.candidates(previous)  # a new tensor: filled in place
         residual[..., :start] = False
         residual[..., max(start, end) :] = False
         n = count_last(residual)  # (B, H, Q); rows with n = 0 draw nothing
         logits = inputs.logits
         row_max = logits.amax(dim=-1, keepdim=True)
         row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-        weights = (logits - row_max).exp_()  # 0 on disallowed entries
-        static = (weights * to_float(previous.bool() & inputs.allowed)).sum(dim=-1)
+        weights = (logits - row_max).exp_()  # 0 on disallowed entries (logits -inf there)
+        static = (weights * to_float(previous.bool())).sum(dim=-1)
 
         if isinstance(self.base_rate_sampling, int):
             base = torch.full_like(n, self.base_rate_sampling)

@@ -22,6 +22,7 @@ from sparse_attention_hub.registry import Registry
 from sparse_attention_hub.sparse_attention.attention import allowed_entries, attention_logits
 from sparse_attention_hub.sparse_attention.bools import neg_inf_unless, set_where
 from sparse_attention_hub.sparse_attention.call import CHUNK_SHARE, CallScope
+from sparse_attention_hub.sparse_attention.mask import candidates
 from sparse_attention_hub.sparse_attention.state import SparseState
 
 
@@ -44,6 +45,9 @@ class MaskInputs:
     bias: torch.Tensor | None
     scaling: float
     row_start: int = 0
+    every_allowed: bool = False
+    """Every entry of `allowed` is True: one row (a decode step) under a plain causal mask at or
+    past the last key, so masking by it changes nothing and is skipped."""
     metrics: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
@@ -87,6 +91,9 @@ class MaskInputs:
             bias=bias,
             scaling=scaling,
             row_start=start,
+            every_allowed=attention_mask is None
+            and q_len == 1
+            and scope.context_length + start >= scope.k_len - 1,
         )
 
     @property
@@ -138,7 +145,20 @@ class MaskInputs:
         logits = self.scores * self.scaling
         if self.bias is not None:
             logits = logits + self.bias
-        return neg_inf_unless(logits, self.allowed)
+        return logits if self.every_allowed else neg_inf_unless(logits, self.allowed)
+
+    def candidates(self, previous: torch.Tensor) -> torch.Tensor:
+        """`mask.candidates(allowed, previous)`, a new bool tensor."""
+        return ~previous.bool() if self.every_allowed else candidates(self.allowed, previous)
+
+    def add_columns(self, previous: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """`add_selected(previous, allowed & (start <= column < stop))` where every entry is
+        allowed (`every_allowed`): a copy with those columns set to 1, no row-sized selection."""
+        if not self.every_allowed:
+            raise ValueError("add_columns needs every entry allowed (a decode step)")
+        mask = previous.clone()
+        mask[..., max(0, start) : max(0, stop)] = 1.0
+        return mask
 
     def known_scores(self) -> torch.Tensor | None:
         """`scores` if a masker already computed them for this chunk, else None (never computes)."""

@@ -21,7 +21,7 @@ import torch
 
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.sparse_attention.budget import Bits, Budget, PositiveInt, effective_size
-from sparse_attention_hub.sparse_attention.mask import candidates, topk_select
+from sparse_attention_hub.sparse_attention.mask import topk_select
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
@@ -74,7 +74,7 @@ class DoubleSparsityTopKConfig(MaskerConfig):
         scores = queries @ keys.transpose(-1, -2) / math.sqrt(r)
         if inputs.bias is not None:
             scores = scores + inputs.bias
-        eligible = candidates(inputs.allowed, previous)
+        eligible = inputs.candidates(previous)
         return add_selected(previous, topk_select(scores, eligible, k))
 
     def key_labels(self, inputs: MaskInputs, channels: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pydantic import field_validator
 
 from sparse_attention_hub.errors import ConfigError
 from sparse_attention_hub.sparse_attention.budget import Budget, PositiveInt, effective_size
-from sparse_attention_hub.sparse_attention.mask import candidates, topk_select
+from sparse_attention_hub.sparse_attention.mask import topk_select
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
@@ -142,7 +142,7 @@ class HashAttentionTopKConfig(MaskerConfig):
         )
         query_codes = pack_signs(apply_mlp(inputs.queries, query_mlp, self.hat_mlp_activation))
         scores = agreement(query_codes, key_codes, self.hat_bits)
-        eligible = candidates(inputs.allowed, previous)
+        eligible = inputs.candidates(previous)
         selected = topk_select(scores, eligible, k, levels=self.hat_bits)
         return add_selected(previous, selected)
 

@@ -32,6 +32,9 @@ class LocalMaskerConfig(MaskerConfig):
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         width = effective_size(self.window_size, inputs.n_keys)
+        if inputs.every_allowed:  # one row (a decode step): its window is one column range
+            position = inputs.scope.context_length + inputs.row_start
+            return inputs.add_columns(previous, position - width + 1, position + 1)
         device = previous.device
         rows = inputs.positions[:, None]
         columns = torch.arange(inputs.n_keys, device=device)[None, :]

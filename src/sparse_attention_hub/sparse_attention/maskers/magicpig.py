@@ -17,7 +17,7 @@ from pydantic import model_validator
 
 from sparse_attention_hub.sparse_attention.bools import as_bytes, on_selected, to_float
 from sparse_attention_hub.sparse_attention.budget import PositiveInt
-from sparse_attention_hub.sparse_attention.mask import candidates, union
+from sparse_attention_hub.sparse_attention.mask import union
 from sparse_attention_hub.sparse_attention.maskers.base import MASKERS, MaskerConfig, MaskInputs
 from sparse_attention_hub.sparse_attention.maskers.lsh_index import (
     BUILD_BYTES,
@@ -102,7 +102,7 @@ class MagicPigConfig(MaskerConfig):
         return self
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
-        eligible = candidates(inputs.allowed, previous)
+        eligible = inputs.candidates(previous)
         if inputs.n_keys == 0:
             return previous.clone()
         mean = self.context_mean(inputs)

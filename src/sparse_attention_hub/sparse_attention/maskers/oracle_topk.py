@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 
 from sparse_attention_hub.sparse_attention.budget import Budget, effective_size
-from sparse_attention_hub.sparse_attention.mask import candidates, topk_select
+from sparse_attention_hub.sparse_attention.mask import topk_select
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
@@ -30,7 +30,7 @@ class OracleTopKConfig(MaskerConfig):
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         k = effective_size(self.heavy_size, inputs.n_keys)
-        eligible = candidates(inputs.allowed, previous)
+        eligible = inputs.candidates(previous)
         return add_selected(previous, topk_select(inputs.scores, eligible, k))
 
     @classmethod

@@ -14,7 +14,6 @@ import torch
 
 from sparse_attention_hub.sparse_attention.bools import any_last, to_float
 from sparse_attention_hub.sparse_attention.budget import Fraction
-from sparse_attention_hub.sparse_attention.mask import candidates
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
@@ -32,7 +31,7 @@ class OracleTopPConfig(MaskerConfig):
     top_p: Fraction
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
-        eligible = candidates(inputs.allowed, previous)
+        eligible = inputs.candidates(previous)
         if self.top_p >= 1.0:
             return add_selected(previous, eligible)
         # a row with no allowed key is all -inf: raised to 0 (max(-inf, 0)) so softmax stays

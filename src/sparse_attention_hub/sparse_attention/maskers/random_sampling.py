@@ -11,7 +11,7 @@ import torch
 
 from sparse_attention_hub.sparse_attention.bools import count_last, to_float
 from sparse_attention_hub.sparse_attention.budget import Fraction, effective_size
-from sparse_attention_hub.sparse_attention.mask import candidates, sample_select, union
+from sparse_attention_hub.sparse_attention.mask import sample_select, union
 from sparse_attention_hub.sparse_attention.maskers.base import (
     MASKERS,
     MaskerConfig,
@@ -29,7 +29,7 @@ class RandomSamplingConfig(MaskerConfig):
     sampling_rate: Fraction
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
-        eligible = candidates(inputs.allowed, previous)
+        eligible = inputs.candidates(previous)
         available = count_last(eligible)
         wanted = effective_size(self.sampling_rate, inputs.n_keys)
         counts = available.clamp(max=wanted)

@@ -29,6 +29,8 @@ class SinkMaskerConfig(MaskerConfig):
 
     def add_mask(self, inputs: MaskInputs, previous: torch.Tensor) -> torch.Tensor:
         size = effective_size(self.sink_size, inputs.n_keys)
+        if inputs.every_allowed:
+            return inputs.add_columns(previous, 0, size)
         columns = torch.arange(inputs.n_keys, device=previous.device)
         return add_selected(previous, inputs.allowed & (columns < size))
 
