@@ -11,6 +11,7 @@ from sparse_attention_hub.sparse_attention.bools import (
     any_last,
     count_last,
     cumcount_last,
+    flat_positions,
     neg_inf_unless,
     on_selected,
     set_where,
@@ -51,6 +52,11 @@ def test_reductions_equal_plain_ops(
     assert torch.equal(cumcount_last(selection), selection.cumsum(dim=-1).to(torch.int32))
     assert torch.equal(to_float(selection), selection.float())
     assert torch.equal(to_float(selection, torch.float64), selection.double())
+    flat = selection.reshape(-1).nonzero().squeeze(-1)
+    assert torch.equal(torch.from_numpy(flat_positions(selection, selection.shape)), flat)
+    one_row = selection[:1]  # broadcast to all heads, as `allowed` is
+    wide = one_row.expand(selection.shape).reshape(-1).nonzero().squeeze(-1)
+    assert torch.equal(torch.from_numpy(flat_positions(one_row, selection.shape)), wide)
 
 
 @FAST

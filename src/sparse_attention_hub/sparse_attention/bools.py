@@ -65,6 +65,13 @@ def set_where(mask: torch.Tensor, selection: torch.Tensor) -> torch.Tensor:
     return (mask + as_bytes(selection)).clamp_max_(1.0)
 
 
+def flat_positions(selection: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> np.ndarray:
+    """Flat indices (ascending, so row by row) of the True entries of the CPU bool `selection`
+    broadcast to `shape`, int64. numpy reads them in the selection's memory: no host round trip
+    (numpy's `flatnonzero` over bool takes its fast path; over a uint8 view it is 6x slower)."""
+    return np.flatnonzero(selection.expand(shape).contiguous().numpy().reshape(-1))
+
+
 def on_selected(
     values: torch.Tensor,
     selected: torch.Tensor,
@@ -80,8 +87,7 @@ def on_selected(
     if values.device.type != "cpu":
         result = function(values)
         return result.mul_(to_float(selected, result.dtype))
-    chosen = selected.expand(values.shape).contiguous().numpy().reshape(-1)
-    index = torch.from_numpy(np.flatnonzero(chosen))  # bool: numpy's fast path (uint8: 6x)
+    index = torch.from_numpy(flat_positions(selected, values.shape))
     picked = function(values.reshape(-1).index_select(0, index))
     result = torch.zeros(values.shape, dtype=picked.dtype)
     return result.view(-1).index_copy_(0, index, picked).view(values.shape)

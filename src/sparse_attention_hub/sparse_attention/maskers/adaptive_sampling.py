@@ -11,10 +11,9 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 
-from sparse_attention_hub.sparse_attention.bools import count_last, to_float
+from sparse_attention_hub.sparse_attention.bools import count_last, flat_positions, to_float
 from sparse_attention_hub.sparse_attention.budget import (
     BaseRate,
     Offset,
@@ -105,17 +104,15 @@ def sample_moments(
     """Mean and summed squared deviation of `weights` over each row's `sample`, float64 with
     the row shape (`count`: the sample sizes, at least 1).
 
-    `picked` (default: on CPU) reads the sampled entries only (numpy finds them in the
-    selection's memory, as `bools.on_selected` does: no host round trip): a base sample holds a
-    few percent of a row, and the float64 passes over whole rows were a tenth of a vAttention
-    decode step. Otherwise whole rows, nothing read back. The same sums up to the order of
+    `picked` (default: on CPU) reads the sampled entries only (`bools.flat_positions`: no host
+    round trip): a base sample holds a few percent of a row, and the float64 passes over whole
+    rows were a tenth of a vAttention decode step. Otherwise whole rows, nothing read back. The same sums up to the order of
     float64 additions.
     """
     if picked is None:
         picked = weights.device.type == "cpu"
     if picked:
-        chosen = sample.expand(weights.shape).contiguous().numpy().reshape(-1)
-        position = torch.from_numpy(np.flatnonzero(chosen))  # bool: numpy's fast path
+        position = torch.from_numpy(flat_positions(sample, weights.shape))
         row = position.div(weights.shape[-1], rounding_mode="floor")
         values = weights.take(position).double()
         totals = torch.zeros(count.numel(), dtype=torch.float64).index_add_(0, row, values)
