@@ -108,8 +108,8 @@ def test_gathered_path_runs_for_bounded_maskers_only(tmp_path: Path) -> None:
 def test_a_sparse_mask_at_decode_gathers_on_cpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An unbounded masker (MagicPIG) whose decode-step mask turns out sparse takes the gathered
-    path on CPU, with the same output as whole rows; a question prefill keeps whole rows."""
+    """An unbounded masker (MagicPIG) whose mask turns out sparse takes the gathered path on CPU,
+    at a decode step and for a question, with the same output as whole rows."""
     window = [SinkMaskerConfig(sink_size=4), LocalMaskerConfig(window_size=16)]
     config = ResearchAttentionConfig([*window, MagicPigConfig(lsh_l=20, lsh_k=8)])
     q, k, v = qkv(Shape(1, 2, 3, 8, 2048, 16), seed=3)
@@ -138,15 +138,17 @@ def test_a_sparse_mask_at_decode_gathers_on_cpu(
     monkeypatch.setattr(forward_module, "gathered_attention", spy)
     fast = run(1)
     assert seen == [1]
-    run(8)
-    assert seen == [1]  # 8 query rows x 3 heads per KV head: whole rows cost less
-    # 1 MiB: one row's working set (6 heads x 2048 keys x 72 bytes) fits, with the gathered
-    # V rows beside it it would not
+    question = run(8)
+    # 8 rows x 3 heads per KV head would gather too many K rows: q . k comes from one matmul
+    assert seen == [1, 8]
+    # 1 MiB: one row's working set (6 heads x 2048 keys x 72 bytes) fits, the gathered K rows
+    # beside it would not: q . k comes from the matmul there too
     torch.testing.assert_close(run(1, memory_mib=1), fast, rtol=1e-5, atol=1e-6)
-    assert seen == [1]
+    assert seen == [1, 8, 1]
     monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.0)  # whole rows only
     torch.testing.assert_close(fast, run(1), rtol=1e-5, atol=1e-6)
-    assert seen == [1]
+    torch.testing.assert_close(question, run(8), rtol=1e-5, atol=1e-6)
+    assert seen == [1, 8, 1]
 
 
 def test_gathered_path_reads_kv_views_of_a_larger_buffer() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from sparse_attention_hub.sparse_attention import attention as attention_module
 from sparse_attention_hub.sparse_attention import forward as forward_module
 from sparse_attention_hub.sparse_attention.attention import allowed_entries, gathered_attention
 from sparse_attention_hub.sparse_attention.mask import union
+from sparse_attention_hub.sparse_attention.maskers import base as masker_base
 from sparse_attention_hub.sparse_attention.maskers.base import MaskerConfig, add_selected
 from sparse_attention_hub.sparse_attention.maskers.hashattention import agreement, pack_signs
 from sparse_attention_hub.sparse_attention.maskers.oracle_topp import top_p_select
@@ -263,18 +265,19 @@ def gathered_calls(
     q_len: int,
     config: ResearchAttentionConfig,
     path: str = "gathered_attention",
+    module: ModuleType = forward_module,
 ) -> int:
     """How often one call of `q_len` queries over 512 keys (3 query heads per KV head) takes
-    the gathered path (or the function `path` of the forward module)."""
+    the gathered path (or calls the function `path` of `module`)."""
     calls = []
-    real = getattr(forward_module, path)
+    real = getattr(module, path)
 
     def counting(*args: object, **kwargs: object) -> torch.Tensor:
         calls.append(1)
         return real(*args, **kwargs)  # type: ignore[no-any-return]
 
     with monkeypatch.context() as patched:  # undone on leaving; the caller's patches stay
-        patched.setattr(forward_module, path, counting)
+        patched.setattr(module, path, counting)
         q, k, v = qkv(Shape(1, 1, 3, q_len, 512, 8), seed=1)
         state = SparseState()
         state.begin_question("s", 0)
@@ -286,19 +289,24 @@ def test_the_path_is_picked_by_cost(monkeypatch: pytest.MonkeyPatch) -> None:
     window = [SinkMaskerConfig(sink_size=4), LocalMaskerConfig(window_size=8)]
     streaming = ResearchAttentionConfig([*window, LocalMaskerConfig(window_size=0.1)])
     topk = ResearchAttentionConfig([*window, OracleTopKConfig(heavy_size=0.1)])  # bound 63
-    # decode gathers; a long question over few keys multiplies the gathered rows past whole rows
-    assert gathered_calls(monkeypatch, 1, topk) == 1
-    # top-k computed q . k over whole rows already: only V is gathered, while 3 * Q * 63 <= 512
-    assert gathered_calls(monkeypatch, 4, topk) == 0
+    wide = ResearchAttentionConfig([*window, OracleTopKConfig(heavy_size=0.5)])  # bound 268
+    # on CPU every chunk whose mask keeps at most a quarter of the entries gathers: V rows are
+    # read where they lie, whatever Q
+    for q_len in (1, 4, 16):
+        assert gathered_calls(monkeypatch, q_len, topk) == 1
+        assert gathered_calls(monkeypatch, q_len, wide) == 0  # half the keys: whole rows
     # sink and local keys lie in two column ranges: the softmax runs over them, whatever Q
     for q_len in (1, 4, 16):
         assert gathered_calls(monkeypatch, q_len, streaming) == 0
         assert gathered_calls(monkeypatch, q_len, streaming, "_spanned") == 1
         assert gathered_calls(monkeypatch, q_len, topk, "_spanned") == 0
-    monkeypatch.setattr(forward_module, "SPAN_FRACTION", 0.0)  # without it, as before
-    assert gathered_calls(monkeypatch, 1, streaming) == 1
-    assert gathered_calls(monkeypatch, 4, streaming) == 1
-    assert gathered_calls(monkeypatch, 16, streaming) == 0  # 3 * 16 * 63 > 4 * 512
+    monkeypatch.setattr(forward_module, "SPAN_FRACTION", 0.0)  # without it, gathered
+    for q_len in (1, 4, 16):
+        assert gathered_calls(monkeypatch, q_len, streaming) == 1
+    # q . k of the selected entries: from gathered K rows while a chunk is decode-sized
+    # (3 * Q * 512 / 4 <= 4 * 512), else from one matmul over whole rows
+    assert gathered_calls(monkeypatch, 1, streaming, "attention_logits", masker_base) == 0
+    assert gathered_calls(monkeypatch, 16, streaming, "attention_logits", masker_base) == 1
 
 
 @FAST

@@ -8,7 +8,8 @@ and records statistics as device tensors (nothing is read back to the host here)
 masker names the key columns it may select (sink, local), the softmax runs over those columns
 only (`_spanned`); otherwise, when every masker bounds the keys it adds and the bound is small,
 over the selected keys only, gathered by index (`gathered_attention`), where that costs less than
-whole rows (chunks, budget and paths: docs/methods.md §5.1). Layers in `dense_layers`, an empty
+whole rows; on CPU also wherever the mask turned out to keep at most a quarter of the entries
+(chunks, budget and paths: docs/methods.md §5.1). Layers in `dense_layers`, an empty
 masker list and `config=None` use the same math with the full mask.
 """
 
@@ -193,7 +194,9 @@ def _attend(
         limit = None
     selected = None
     if mask is not None and limit is None:
-        selected, limit = _observed_limit(inputs, mask, scores is not None)
+        observed = _observed_selection(inputs, mask, scores is not None)
+        if observed is not None:
+            selected, limit, scores = observed
     if mask is not None and limit is not None:
         if selected is None:
             selected = inputs.allowed & mask.bool()
@@ -213,41 +216,42 @@ def _attend(
     return output
 
 
-def _observed_limit(
+def _observed_selection(
     inputs: MaskInputs, mask: torch.Tensor, scores_known: bool
-) -> tuple[torch.Tensor | None, int | None]:
-    """On CPU, a decode-sized chunk whose mask turned out sparse takes the gathered path too:
-    its selection and the most keys a row selected, or (None, None) for whole rows.
+) -> tuple[torch.Tensor, int, torch.Tensor | None] | None:
+    """On CPU, a chunk whose mask turned out sparse takes the gathered path too: its selection,
+    the most keys a row selected and the scores to read the logits from (None: K rows are
+    gathered), or None for whole rows.
 
-    Only where any bound up to `GATHER_FRACTION` * N would pass the rows rule of the gathered
-    path (a decode step: g * Q small), when no row falls back to dense, and when the gathered
-    rows fit the memory budget beside the chunk. The counts are read from the selection's
-    memory (a CPU tensor's numpy()): no host round trip.
+    The gathered path runs on CPU when the chunk's selected entries are at most
+    `GATHER_FRACTION` of its (row, key) entries and no row falls back to dense: it reads V rows
+    where they lie, so only the count matters, not the rows rule of other devices. q . k of the
+    selected entries comes from the scores a masker computed, or from K rows gathered per entry
+    where a chunk is decode-sized (the rows rule of K and V: g * Q * N / 4 <= 4 * N) and they fit
+    the budget beside it, or else from one matmul over whole rows (docs/methods.md §5.1). The
+    counts are read from the selection's memory (a CPU tensor's numpy()): no host round trip.
     """
-    rows_per_key = GATHERED_V_ROWS_PER_KEY if scores_known else GATHERED_KV_ROWS_PER_KEY
-    if (
-        inputs.queries.device.type != "cpu"
-        or inputs.groups * inputs.n_queries * GATHER_FRACTION > rows_per_key
-    ):
-        return None, None
+    if inputs.queries.device.type != "cpu":
+        return None
     selected = inputs.allowed & mask.bool()
     counts = count_last(selected).numpy()
     most = int(counts.max(initial=0))
-    if most < 1 or most > GATHER_FRACTION * inputs.n_keys:
-        return None, None
-    # the gathered V (and K) rows, (B, H, rows, K, D) float32, must fit beside the chunk
-    gathered = (1 if scores_known else 2) * inputs.queries.shape[0] * inputs.queries.shape[1]
-    gathered *= most * inputs.queries.shape[-1] * 4
-    if (
-        inputs.n_queries * inputs.scope.row_bytes(gathered)
-        > inputs.scope.memory_bytes * CHUNK_SHARE
-    ):
-        return None, None
+    if most < 1 or int(counts.sum()) > GATHER_FRACTION * counts.size * inputs.n_keys:
+        return None
     if (counts == 0).any():  # a row with allowed keys but none selected falls back to dense
         allowed = np.broadcast_to(count_last(inputs.allowed).numpy(), counts.shape)
         if ((counts == 0) & (allowed > 0)).any():
-            return None, None
-    return selected, most
+            return None
+    if scores_known:
+        return selected, most, inputs.known_scores()
+    # gathered K rows and the query row of each entry, (entries, D) float32 each
+    gathered = 2 * int(counts.sum()) * inputs.queries.shape[-1] * 4
+    decode_sized = inputs.groups * inputs.n_queries * GATHER_FRACTION <= GATHERED_KV_ROWS_PER_KEY
+    if decode_sized and inputs.n_queries * inputs.scope.row_bytes() + gathered <= (
+        inputs.scope.memory_bytes * CHUNK_SHARE
+    ):
+        return selected, most, None
+    return selected, most, inputs.scores
 
 
 def _spanned(
