@@ -29,7 +29,7 @@ def union(previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
 
 def candidates(allowed: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """Allowed entries not selected yet (`previous == 0`), bool."""
-    return allowed & ~previous.bool()
+    return allowed & (previous == 0)
 
 
 def topk_select(

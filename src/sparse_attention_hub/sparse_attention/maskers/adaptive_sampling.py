@@ -55,17 +55,20 @@ class AdaptiveSamplingConfig(MaskerConfig):
         residual[..., :start] = False
         residual[..., max(start, end) :] = False
         n = count_last(residual)  # (B, H, Q); rows with n = 0 draw nothing
+        size = n.double()
         logits = inputs.logits
         row_max = logits.amax(dim=-1, keepdim=True)
-        row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+        if not inputs.every_allowed:  # a row without allowed keys has maximum -inf
+            row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
         weights = (logits - row_max).exp_()  # 0 on disallowed entries (logits -inf there)
-        static = (weights * to_float(previous.bool())).sum(dim=-1)
+        # the maskers before a sampling masker are fixed: `previous` holds 0 or 1
+        static = (weights * previous).sum(dim=-1)
 
         if isinstance(self.base_rate_sampling, int):
             base = torch.full_like(n, self.base_rate_sampling)
             limit = max(self.base_rate_sampling, 2)
         else:
-            base = torch.floor(self.base_rate_sampling * n.double() + 1e-9).long()
+            base = torch.floor(self.base_rate_sampling * size + 1e-9).long()
             limit = max(effective_size(self.base_rate_sampling, n_keys), 2)
         base = torch.minimum(torch.maximum(base, n.clamp(max=2)), n)
         base_sample = sample_select(residual, base, inputs.uniform(0), limit)
@@ -73,9 +76,9 @@ class AdaptiveSamplingConfig(MaskerConfig):
         mean, square_dev = sample_moments(weights, base_sample, count)
         del weights, base_sample
         sigma = torch.where(base >= 2, (square_dev / (count - 1).clamp_min(1)).sqrt(), 0.0)
-        estimate = static.double() + n.double() * mean
+        estimate = static.double() + size * mean
         z = NormalDist().inv_cdf(1.0 - self.delta)
-        ratio = z * sigma * n.double() / (self.epsilon * estimate.clamp_min(1e-300))
+        ratio = z * sigma * size / (self.epsilon * estimate.clamp_min(1e-300))
         budget = torch.ceil(ratio**2).clamp(max=float(n_keys)).long()
         budget = torch.minimum(torch.maximum(budget, base), n)
 

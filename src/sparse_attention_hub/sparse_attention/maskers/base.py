@@ -149,7 +149,7 @@ class MaskInputs:
 
     def candidates(self, previous: torch.Tensor) -> torch.Tensor:
         """`mask.candidates(allowed, previous)`, a new bool tensor."""
-        return ~previous.bool() if self.every_allowed else candidates(self.allowed, previous)
+        return previous == 0 if self.every_allowed else candidates(self.allowed, previous)
 
     def add_columns(self, previous: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """`add_selected(previous, allowed & (start <= column < stop))` where every entry is
