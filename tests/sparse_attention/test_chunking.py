@@ -149,6 +149,13 @@ def test_a_sparse_mask_at_decode_gathers_on_cpu(
     torch.testing.assert_close(fast, run(1), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(question, run(8), rtol=1e-5, atol=1e-6)
     assert seen == [1, 8, 1]
+    monkeypatch.setattr(forward_module, "GATHER_FRACTION", 0.25)
+    # bf16 values take the padded layout, which copies rows: decode steps only
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    run(8)
+    assert seen == [1, 8, 1]
+    run(1)
+    assert seen == [1, 8, 1, 1]
 
 
 def test_gathered_path_reads_kv_views_of_a_larger_buffer() -> None:

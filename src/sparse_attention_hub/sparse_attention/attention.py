@@ -214,9 +214,15 @@ def gathered_attention(
     `embedding_bag` (`_ragged`); elsewhere every row is padded to `limit` keys (`_padded`).
     Both equal the whole-row path up to the order of float32 additions (docs/methods.md §5.1).
     """
-    if values.device.type == "cpu" and values.dtype == torch.float32:
+    if ragged_layout(values):
         return _ragged(queries, keys, values, selected, mask, scaling, bias, scores, unit_mask)
     return _padded(queries, keys, values, selected, mask, scaling, bias, limit, scores, unit_mask)
+
+
+def ragged_layout(values: torch.Tensor) -> bool:
+    """Whether `gathered_attention` runs row by row over the selected entries, reading V rows
+    where they lie (CPU, float32 values), rather than padding rows and copying V rows."""
+    return values.device.type == "cpu" and values.dtype == torch.float32
 
 
 def _padded(

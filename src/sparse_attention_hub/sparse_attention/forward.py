@@ -25,6 +25,7 @@ from sparse_attention_hub.sparse_attention.attention import (
     attention_logits,
     gathered_attention,
     grouped_matmul,
+    ragged_layout,
     softmax_weights,
     weighted_attention,
 )
@@ -223,35 +224,44 @@ def _observed_selection(
     the most keys a row selected and the scores to read the logits from (None: K rows are
     gathered), or None for whole rows.
 
-    The gathered path runs on CPU when the chunk's selected entries are at most
-    `GATHER_FRACTION` of its (row, key) entries and no row falls back to dense: it reads V rows
-    where they lie, so only the count matters, not the rows rule of other devices. q . k of the
-    selected entries comes from the scores a masker computed, or from K rows gathered per entry
-    where a chunk is decode-sized (the rows rule of K and V: g * Q * N / 4 <= 4 * N) and they fit
-    the budget beside it, or else from one matmul over whole rows (docs/methods.md §5.1). The
-    counts are read from the selection's memory (a CPU tensor's numpy()): no host round trip.
+    With float32 values the gathered path reads V rows where they lie (`ragged_layout`), so it
+    runs when the chunk's selected entries are at most `GATHER_FRACTION` of its (row, key)
+    entries, whatever Q; q . k of the selected entries comes from the scores a masker computed,
+    from K rows gathered per entry in a decode-sized chunk (the rows rule of K and V) where they
+    fit the budget beside it, or else from one matmul over whole rows. Other dtypes copy rows
+    (`_padded`): decode-sized chunks only, whose rows fit. Never where a row falls back to dense
+    (docs/methods.md §5.1). The counts are read from the selection's memory (a CPU tensor's
+    numpy()): no host round trip.
     """
     if inputs.queries.device.type != "cpu":
         return None
+    rows_per_key = GATHERED_V_ROWS_PER_KEY if scores_known else GATHERED_KV_ROWS_PER_KEY
+    decode_sized = inputs.groups * inputs.n_queries * GATHER_FRACTION <= rows_per_key
+    ragged = ragged_layout(inputs.scope.value)
+    if not ragged and not decode_sized:
+        return None
     selected = inputs.allowed & mask.bool()
     counts = count_last(selected).numpy()
-    most = int(counts.max(initial=0))
-    if most < 1 or int(counts.sum()) > GATHER_FRACTION * counts.size * inputs.n_keys:
+    most, total = int(counts.max(initial=0)), int(counts.sum())
+    if most < 1 or (total if ragged else most * counts.size) > (
+        GATHER_FRACTION * counts.size * inputs.n_keys
+    ):
         return None
     if (counts == 0).any():  # a row with allowed keys but none selected falls back to dense
         allowed = np.broadcast_to(count_last(inputs.allowed).numpy(), counts.shape)
         if ((counts == 0) & (allowed > 0)).any():
             return None
-    if scores_known:
+    if ragged and scores_known:
         return selected, most, inputs.known_scores()
-    # gathered K rows and the query row of each entry, (entries, D) float32 each
-    gathered = 2 * int(counts.sum()) * inputs.queries.shape[-1] * 4
-    decode_sized = inputs.groups * inputs.n_queries * GATHER_FRACTION <= GATHERED_KV_ROWS_PER_KEY
+    # rows copied, float32: K rows and each entry's query row (ragged), or V (and K) rows padded
+    # to the longest row (padded)
+    copied = (1 if scores_known else 2) * (total if ragged else most * counts.size)
+    gathered = copied * inputs.queries.shape[-1] * 4
     if decode_sized and inputs.n_queries * inputs.scope.row_bytes() + gathered <= (
         inputs.scope.memory_bytes * CHUNK_SHARE
     ):
-        return selected, most, None
-    return selected, most, inputs.scores
+        return selected, most, inputs.known_scores()
+    return (selected, most, inputs.scores) if ragged else None
 
 
 def _spanned(
