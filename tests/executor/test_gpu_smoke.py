@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
+from tests.scripts import load_benchmark_script
 
 from sparse_attention_hub.executor import load_spec, plan
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_smoke.py"
-
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_smoke", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("gpu_smoke")
 
 
 def test_smoke_experiments_plan_on_a_one_gpu_machine(

@@ -3,7 +3,6 @@ reference side needs a checkout of the public implementation, which tests do not
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +10,15 @@ from types import ModuleType
 
 import pytest
 import torch
+from tests.scripts import BENCHMARKS, load_benchmark_script
 
 from sparse_attention_hub.sparse_attention import list_presets
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_hub.py"
+SCRIPT = BENCHMARKS / "reference_hub.py"
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("reference_hub", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("reference_hub")
 
 
 def test_every_compared_preset_is_ours() -> None:
