@@ -109,8 +109,8 @@ def sample_moments(
 
     `picked` (default: on CPU) reads the sampled entries only (`bools.flat_positions`: no host
     round trip): a base sample holds a few percent of a row, and the float64 passes over whole
-    rows were a tenth of a vAttention decode step. Otherwise whole rows, nothing read back. The same sums up to the order of
-    float64 additions.
+    rows were a tenth of a vAttention decode step. Otherwise whole rows, nothing read back. The
+    same sums up to the order of float64 additions.
     """
     if picked is None:
         picked = weights.device.type == "cpu"
