@@ -16,6 +16,7 @@ from sparse_attention_hub.sparse_attention.bools import (
     on_selected,
     set_where,
     to_float,
+    unset,
 )
 
 FAST = settings(max_examples=40, deadline=None)
@@ -80,6 +81,10 @@ def test_fills_equal_masked_fill(
     before = mask.clone()
     assert torch.equal(set_where(mask, keep), mask.masked_fill(keep, 1.0))
     assert torch.equal(mask, before)  # a new tensor: the mask so far is never edited
+    mask[0, 0, 0] = -0.0  # both zeros are unset
+    before = mask.clone()
+    assert torch.equal(unset(mask), mask == 0)
+    assert torch.equal(mask, before)
 
 
 def test_exp_selected_is_exp_where_it_does_not_underflow() -> None:

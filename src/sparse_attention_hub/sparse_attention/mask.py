@@ -17,6 +17,7 @@ from sparse_attention_hub.sparse_attention.bools import (
     cumcount_last,
     neg_inf_unless,
     to_float,
+    unset,
 )
 
 
@@ -29,7 +30,7 @@ def union(previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
 
 def candidates(allowed: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """Allowed entries not selected yet (`previous == 0`), bool."""
-    return allowed & (previous == 0)
+    return allowed & unset(previous)
 
 
 def topk_select(

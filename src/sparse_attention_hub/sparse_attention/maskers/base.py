@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sparse_attention_hub.registry import Registry
 from sparse_attention_hub.sparse_attention.attention import allowed_entries, attention_logits
-from sparse_attention_hub.sparse_attention.bools import neg_inf_unless, set_where
+from sparse_attention_hub.sparse_attention.bools import neg_inf_unless, set_where, unset
 from sparse_attention_hub.sparse_attention.call import CHUNK_SHARE, CallScope
 from sparse_attention_hub.sparse_attention.mask import candidates
 from sparse_attention_hub.sparse_attention.state import SparseState
@@ -149,7 +149,7 @@ class MaskInputs:
 
     def candidates(self, previous: torch.Tensor) -> torch.Tensor:
         """`mask.candidates(allowed, previous)`, a new bool tensor."""
-        return previous == 0 if self.every_allowed else candidates(self.allowed, previous)
+        return unset(previous) if self.every_allowed else candidates(self.allowed, previous)
 
     def add_columns(self, previous: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """`add_selected(previous, allowed & (start <= column < stop))` where every entry is
