@@ -80,6 +80,7 @@ def test_fills_equal_masked_fill(
     mask = mask * (torch.rand(2, rows, cols, generator=generator) < 0.5)  # p in [0, 1]
     before = mask.clone()
     assert torch.equal(set_where(mask, keep), mask.masked_fill(keep, 1.0))
+    assert torch.equal(set_where(mask, keep[:1]), mask.masked_fill(keep[:1], 1.0))  # broadcast
     assert torch.equal(mask, before)  # a new tensor: the mask so far is never edited
     mask[0, 0, 0] = -0.0  # both zeros are unset
     before = mask.clone()
