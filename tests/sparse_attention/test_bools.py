@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from sparse_attention_hub.sparse_attention.attention import EXP_FLOOR, exp_selected
 from sparse_attention_hub.sparse_attention.bools import (
     any_last,
+    at_least,
+    at_most,
     count_last,
     cumcount_last,
     flat_positions,
@@ -86,6 +88,31 @@ def test_fills_equal_masked_fill(
     before = mask.clone()
     assert torch.equal(unset(mask), mask == 0)
     assert torch.equal(mask, before)
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    rows=st.integers(1, 4),
+    cols=st.integers(0, 40),
+    expand=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_comparisons_within_equal_plain_ops(
+    seed: int, rows: int, cols: int, expand: bool, dtype: torch.dtype
+) -> None:
+    generator = torch.Generator().manual_seed(seed + 2)
+    within = _selection(seed, (2, rows, cols), 0.7, expand)
+    values = torch.randint(-3, 4, (2, rows, cols), generator=generator).to(dtype)  # ties
+    if cols:
+        values[0, 0, 0] = float("-inf")
+        values[-1, -1, -1] = float("nan")
+    bound = torch.randint(-3, 4, (2, rows, 1), generator=generator).to(dtype)
+    permuted = values.transpose(0, 1).contiguous().transpose(0, 1)  # strides of a draw
+    for keys in (values, permuted):
+        assert torch.equal(at_most(keys, bound, within), (keys <= bound) & within)
+        assert torch.equal(at_least(keys, bound, within), (keys >= bound) & within)
+    assert torch.equal(at_most(values, bound, within[:1]), (values <= bound) & within[:1])
 
 
 def test_exp_selected_is_exp_where_it_does_not_underflow() -> None:

@@ -51,6 +51,37 @@ def to_float(selection: torch.Tensor, dtype: torch.dtype = torch.float32) -> tor
     return as_bytes(selection).to(dtype)
 
 
+def at_most(values: torch.Tensor, bound: torch.Tensor, within: torch.Tensor) -> torch.Tensor:
+    """`(values <= bound) & within`, bool (all three broadcast)."""
+    return _compare_within(np.less_equal, torch.le, values, bound, within)
+
+
+def at_least(values: torch.Tensor, bound: torch.Tensor, within: torch.Tensor) -> torch.Tensor:
+    """`(values >= bound) & within`, bool (all three broadcast)."""
+    return _compare_within(np.greater_equal, torch.ge, values, bound, within)
+
+
+def _compare_within(
+    numpy_op: np.ufunc,
+    torch_op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    values: torch.Tensor,
+    bound: torch.Tensor,
+    within: torch.Tensor,
+) -> torch.Tensor:
+    """On CPU torch's comparisons that return bool are scalar loops; numpy's are vectorised
+    (0.38 against 0.77 ms over 1M float64 keys, docs/methods.md §5.2). numpy writes into a
+    tensor torch makes, so its memory is counted, and reads the inputs in place."""
+    if values.device.type != "cpu":
+        return torch_op(values, bound) & within
+    result = torch.empty(
+        torch.broadcast_shapes(values.shape, bound.shape, within.shape), dtype=torch.bool
+    )
+    out = result.numpy()
+    numpy_op(values.detach().numpy(), bound.detach().numpy(), out=out)
+    out &= within.numpy()
+    return result
+
+
 def neg_inf_unless(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """`values.masked_fill(~keep, -inf)` as a new tensor (`keep` broadcasts to `values`).
 
