@@ -73,8 +73,9 @@ def _compare_within(
     tensor torch makes, so its memory is counted, and reads the inputs in place."""
     if values.device.type != "cpu":
         return torch_op(values, bound) & within
+    # numpy's broadcast_shapes: 2 µs against torch's 11 (per call, at every decode step)
     result = torch.empty(
-        torch.broadcast_shapes(values.shape, bound.shape, within.shape), dtype=torch.bool
+        np.broadcast_shapes(values.shape, bound.shape, within.shape), dtype=torch.bool
     )
     out = result.numpy()
     numpy_op(values.detach().numpy(), bound.detach().numpy(), out=out)
@@ -99,7 +100,7 @@ def set_where(mask: torch.Tensor, selection: torch.Tensor) -> torch.Tensor:
     result's shape, the maximum is taken in place into its float cast (0.21 ms over (1, 9, 32,
     4096); 0.29 ms from the uint8 view by type promotion, which a smaller selection takes).
     """
-    if selection.shape == torch.broadcast_shapes(mask.shape, selection.shape):
+    if selection.shape == np.broadcast_shapes(mask.shape, selection.shape):
         result = to_float(selection, mask.dtype)
         return torch.maximum(result, mask, out=result)
     return torch.maximum(mask, as_bytes(selection))
